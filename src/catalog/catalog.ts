@@ -1,0 +1,81 @@
+import type { ClientId, ShardName } from '../core/ids.js';
+
+export const shardStates = ['active', 'draining'] as const;
+export type ShardState = (typeof shardStates)[number];
+
+export const tenantStatuses = ['provisioning', 'active', 'churned'] as const;
+export type TenantStatus = (typeof tenantStatuses)[number];
+
+/** A shard as the catalog records it. `url` holds credentials: never log or return it. */
+export interface ShardRecord {
+  readonly name: ShardName;
+  readonly url: string;
+  readonly weight: number;
+  readonly state: ShardState;
+}
+
+/** Everything routing needs that is shared by all clients. */
+export interface Topology {
+  readonly shards: readonly ShardRecord[];
+  /** Virtual nodes per shard on the ring. */
+  readonly vnodes: number;
+  /** Incremented by every change to shards or weights. */
+  readonly epoch: number;
+}
+
+/** A tenant directory entry: the truth for where a client's data lives. */
+export interface TenantRecord {
+  readonly clientId: ClientId;
+  readonly schema: string;
+  readonly shard: ShardName;
+  readonly status: TenantStatus;
+  readonly schemaVersion: number;
+  readonly createdAt: Date;
+  readonly updatedAt: Date;
+  readonly churnedAt: Date | null;
+}
+
+/** Filters and keyset position for listing tenants in client_id order. */
+export interface ListTenantsQuery {
+  readonly status?: TenantStatus;
+  readonly shard?: ShardName;
+  readonly afterClientId?: string;
+  readonly limit: number;
+}
+
+/** A change seen on the catalog's change feed. */
+export type CatalogEvent =
+  | { readonly kind: 'tenant'; readonly clientId: string }
+  | { readonly kind: 'topology' }
+  | { readonly kind: 'resync' };
+
+/**
+ * The catalog: shards, ring parameters and the tenant directory. Every gateway replica pointed at
+ * the same catalog sees the same data, and learns of changes through `onChange`.
+ */
+export interface Catalog {
+  /** Creates or upgrades the catalog's own tables (safe to run from several replicas at once). */
+  migrate(): Promise<void>;
+  /** Adds each shard that is not registered yet; bumps the ring epoch if any was added. */
+  registerShards(shards: readonly { name: ShardName; url: string; weight: number }[], vnodes: number): Promise<void>;
+  loadTopology(signal?: AbortSignal): Promise<Topology>;
+  getTenant(clientId: ClientId, signal?: AbortSignal): Promise<TenantRecord | undefined>;
+  /** Inserts a provisioning entry unless one exists; returns the entry that is there now. */
+  insertTenant(entry: { clientId: ClientId; schema: string; shard: ShardName }, signal?: AbortSignal): Promise<{ tenant: TenantRecord; inserted: boolean }>;
+  /** Moves a tenant from one of `from` to `to`; undefined when it is in none of them. */
+  setTenantStatus(clientId: ClientId, from: readonly TenantStatus[], to: TenantStatus, signal?: AbortSignal): Promise<TenantRecord | undefined>;
+  /** Provisioning finished: active, at this client-schema version. */
+  markProvisioned(clientId: ClientId, schemaVersion: number, signal?: AbortSignal): Promise<TenantRecord>;
+  setSchemaVersion(clientId: ClientId, schemaVersion: number): Promise<void>;
+  /** Removes an entry that is still provisioning (a create whose schema could not be made). */
+  deleteProvisioningTenant(clientId: ClientId): Promise<void>;
+  listTenants(query: ListTenantsQuery, signal?: AbortSignal): Promise<TenantRecord[]>;
+  /** Tenants on `shard` whose schema is older than `version`, in client_id order. */
+  listTenantsBehind(shard: ShardName, version: number, afterClientId: string, limit: number): Promise<TenantRecord[]>;
+  countTenantsByShard(signal?: AbortSignal): Promise<Map<string, number>>;
+  /** Starts the change feed; `resync` means events may have been missed (drop all caches). */
+  watch(onChange: (event: CatalogEvent) => void): Promise<void>;
+  /** True while the change feed is live, so caches may be trusted. */
+  readonly watching: boolean;
+  close(): Promise<void>;
+}

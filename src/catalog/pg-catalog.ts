@@ -1,0 +1,242 @@
+import type { ClientId, ShardName } from '../core/ids.js';
+import type { Database } from '../pg/database.js';
+import { PgListener } from '../pg/listener.js';
+import type {
+  Catalog,
+  CatalogEvent,
+  ListTenantsQuery,
+  ShardRecord,
+  TenantRecord,
+  TenantStatus,
+  Topology,
+} from './catalog.js';
+import { catalogMigrations } from './catalog-migrations.js';
+
+const CHANNEL = 'shardgate_catalog';
+/** Arbitrary but fixed: serialises catalog migrations across gateway replicas. */
+const MIGRATION_LOCK_KEY = 7_270_451_001;
+
+const TENANT_COLUMNS =
+  'client_id, schema_name, shard, status, schema_version, created_at, updated_at, churned_at';
+
+interface TenantRow {
+  client_id: string;
+  schema_name: string;
+  shard: string;
+  status: TenantStatus;
+  schema_version: number;
+  created_at: Date;
+  updated_at: Date;
+  churned_at: Date | null;
+}
+
+/** The catalog in a PostgreSQL database (schema `shardgate`), with LISTEN/NOTIFY as change feed. */
+export class PgCatalog implements Catalog {
+  readonly #db: Database;
+  readonly #url: string;
+  #listener: PgListener | undefined;
+
+  constructor(db: Database, url: string) {
+    this.#db = db;
+    this.#url = url;
+  }
+
+  get watching(): boolean {
+    return this.#listener?.connected ?? false;
+  }
+
+  async migrate(): Promise<void> {
+    await this.#db.transaction(undefined, async (tx) => {
+      await tx.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK_KEY]);
+      await tx.query('CREATE SCHEMA IF NOT EXISTS shardgate');
+      await tx.query(`CREATE TABLE IF NOT EXISTS shardgate.catalog_migrations (
+        version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`);
+      const done = await tx.query<{ version: number }>('SELECT version FROM shardgate.catalog_migrations');
+      const applied = new Set(done.rows.map((r) => r.version));
+      for (const m of catalogMigrations) {
+        if (applied.has(m.version)) continue;
+        await tx.query(m.sql);
+        await tx.query('INSERT INTO shardgate.catalog_migrations (version, name) VALUES ($1, $2)', [
+          m.version,
+          m.name,
+        ]);
+      }
+    });
+  }
+
+  async registerShards(
+    shards: readonly { name: ShardName; url: string; weight: number }[],
+    vnodes: number,
+  ): Promise<void> {
+    await this.#db.transaction(undefined, async (tx) => {
+      await tx.query(
+        'INSERT INTO shardgate.ring (vnodes) VALUES ($1) ON CONFLICT (singleton) DO NOTHING',
+        [vnodes],
+      );
+      let added = 0;
+      for (const s of shards) {
+        const res = await tx.query(
+          `INSERT INTO shardgate.shards (name, url, weight) VALUES ($1, $2, $3)
+           ON CONFLICT (name) DO NOTHING`,
+          [s.name, s.url, s.weight],
+        );
+        added += res.rowCount ?? 0;
+      }
+      if (added > 0) await tx.query('UPDATE shardgate.ring SET epoch = epoch + 1');
+    });
+  }
+
+  async loadTopology(signal?: AbortSignal): Promise<Topology> {
+    return this.#db.transaction(signal, async (tx) => {
+      const ring = await tx.query<{ vnodes: number; epoch: string }>(
+        'SELECT vnodes, epoch FROM shardgate.ring',
+      );
+      const shards = await tx.query<ShardRecord>(
+        'SELECT name, url, weight, state FROM shardgate.shards ORDER BY name',
+      );
+      const row = ring.rows[0];
+      return {
+        shards: shards.rows,
+        vnodes: row?.vnodes ?? 64,
+        epoch: row ? Number(row.epoch) : 0,
+      };
+    });
+  }
+
+  async getTenant(clientId: ClientId, signal?: AbortSignal): Promise<TenantRecord | undefined> {
+    const res = await this.#db.query<TenantRow>(
+      `SELECT ${TENANT_COLUMNS} FROM shardgate.tenants WHERE client_id = $1`,
+      [clientId],
+      signal,
+    );
+    return res.rows[0] && toTenant(res.rows[0]);
+  }
+
+  async insertTenant(
+    entry: { clientId: ClientId; schema: string; shard: ShardName },
+    signal?: AbortSignal,
+  ): Promise<{ tenant: TenantRecord; inserted: boolean }> {
+    const res = await this.#db.query<TenantRow>(
+      `INSERT INTO shardgate.tenants (client_id, schema_name, shard, status)
+       VALUES ($1, $2, $3, 'provisioning') ON CONFLICT (client_id) DO NOTHING
+       RETURNING ${TENANT_COLUMNS}`,
+      [entry.clientId, entry.schema, entry.shard],
+      signal,
+    );
+    if (res.rows[0]) return { tenant: toTenant(res.rows[0]), inserted: true };
+    const existing = await this.getTenant(entry.clientId, signal);
+    if (!existing) return this.insertTenant(entry, signal); // deleted in between: try again
+    return { tenant: existing, inserted: false };
+  }
+
+  async setTenantStatus(
+    clientId: ClientId,
+    from: readonly TenantStatus[],
+    to: TenantStatus,
+    signal?: AbortSignal,
+  ): Promise<TenantRecord | undefined> {
+    const res = await this.#db.query<TenantRow>(
+      `UPDATE shardgate.tenants
+       SET status = $3, updated_at = date_trunc('milliseconds', now()),
+           churned_at = CASE WHEN $3 = 'churned' THEN date_trunc('milliseconds', now()) END
+       WHERE client_id = $1 AND status = ANY($2::text[])
+       RETURNING ${TENANT_COLUMNS}`,
+      [clientId, from, to],
+      signal,
+    );
+    return res.rows[0] && toTenant(res.rows[0]);
+  }
+
+  async markProvisioned(clientId: ClientId, schemaVersion: number, signal?: AbortSignal): Promise<TenantRecord> {
+    const res = await this.#db.query<TenantRow>(
+      `UPDATE shardgate.tenants
+       SET status = CASE WHEN status = 'provisioning' THEN 'active' ELSE status END,
+           schema_version = GREATEST(schema_version, $2), updated_at = date_trunc('milliseconds', now())
+       WHERE client_id = $1 RETURNING ${TENANT_COLUMNS}`,
+      [clientId, schemaVersion],
+      signal,
+    );
+    const row = res.rows[0];
+    if (!row) throw new Error(`tenant ${clientId} vanished while it was provisioned`);
+    return toTenant(row);
+  }
+
+  async setSchemaVersion(clientId: ClientId, schemaVersion: number): Promise<void> {
+    await this.#db.query(
+      `UPDATE shardgate.tenants SET schema_version = GREATEST(schema_version, $2) WHERE client_id = $1`,
+      [clientId, schemaVersion],
+    );
+  }
+
+  async deleteProvisioningTenant(clientId: ClientId): Promise<void> {
+    await this.#db.query(
+      `DELETE FROM shardgate.tenants WHERE client_id = $1 AND status = 'provisioning'`,
+      [clientId],
+    );
+  }
+
+  async listTenants(q: ListTenantsQuery, signal?: AbortSignal): Promise<TenantRecord[]> {
+    const res = await this.#db.query<TenantRow>(
+      `SELECT ${TENANT_COLUMNS} FROM shardgate.tenants
+       WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR shard = $2)
+         AND client_id > $3
+       ORDER BY client_id LIMIT $4`,
+      [q.status ?? null, q.shard ?? null, q.afterClientId ?? '', q.limit],
+      signal,
+    );
+    return res.rows.map(toTenant);
+  }
+
+  async listTenantsBehind(
+    shard: ShardName,
+    version: number,
+    afterClientId: string,
+    limit: number,
+  ): Promise<TenantRecord[]> {
+    const res = await this.#db.query<TenantRow>(
+      `SELECT ${TENANT_COLUMNS} FROM shardgate.tenants
+       WHERE shard = $1 AND schema_version < $2 AND status <> 'provisioning' AND client_id > $3
+       ORDER BY client_id LIMIT $4`,
+      [shard, version, afterClientId, limit],
+    );
+    return res.rows.map(toTenant);
+  }
+
+  async countTenantsByShard(signal?: AbortSignal): Promise<Map<string, number>> {
+    const res = await this.#db.query<{ shard: string; n: string }>(
+      'SELECT shard, count(*) AS n FROM shardgate.tenants GROUP BY shard',
+      [],
+      signal,
+    );
+    return new Map(res.rows.map((r) => [r.shard, Number(r.n)]));
+  }
+
+  async watch(onChange: (event: CatalogEvent) => void): Promise<void> {
+    const listener = new PgListener({ url: this.#url, channel: CHANNEL });
+    this.#listener = listener;
+    listener.on('connected', () => onChange({ kind: 'resync' }));
+    listener.on('disconnected', () => onChange({ kind: 'resync' }));
+    listener.on('notification', (payload: string) => {
+      if (payload === 's') onChange({ kind: 'topology' });
+      else if (payload.startsWith('t:')) onChange({ kind: 'tenant', clientId: payload.slice(2) });
+    });
+    await listener.start();
+  }
+
+  async close(): Promise<void> {
+    await this.#listener?.close();
+  }
+}
+
+function toTenant(r: TenantRow): TenantRecord {
+  return {
+    clientId: r.client_id as ClientId,
+    schema: r.schema_name,
+    shard: r.shard as ShardName,
+    status: r.status,
+    schemaVersion: r.schema_version,
+    createdAt: r.created_at,
+    updatedAt: r.updated_at,
+    churnedAt: r.churned_at,
+  };
+}

@@ -1,0 +1,210 @@
+import {
+  type CallOptions,
+  type ChannelCredentials,
+  type ChannelOptions,
+  type ClientMiddlewareCall,
+  createChannel,
+  createClientFactory,
+  Metadata,
+  Status,
+} from 'nice-grpc';
+import { type DeadlineOptions, deadlineMiddleware } from 'nice-grpc-client-middleware-deadline';
+import { type RetryOptions, retryMiddleware } from 'nice-grpc-client-middleware-retry';
+import { type AdminServiceClient, AdminServiceDefinition } from '../gen/shardgate/v1/admin.js';
+import {
+  type AppointmentServiceClient,
+  AppointmentServiceDefinition,
+} from '../gen/shardgate/v1/appointment.js';
+import {
+  type HandoffServiceClient,
+  HandoffServiceDefinition,
+} from '../gen/shardgate/v1/handoff.js';
+import { type SharedServiceClient, SharedServiceDefinition } from '../gen/shardgate/v1/shared.js';
+import { type StateServiceClient, StateServiceDefinition } from '../gen/shardgate/v1/state.js';
+import { type TenantServiceClient, TenantServiceDefinition } from '../gen/shardgate/v1/tenant.js';
+
+/** Deadline of a unary call that passes no `deadline` of its own. Streaming calls get none. */
+export const DEFAULT_DEADLINE_MS = 10_000;
+
+/**
+ * Retry of reads on UNAVAILABLE. `maxAttempts` counts the first attempt, so 3 means up to two
+ * retries; the delay before retry n is drawn from [d/2, d] with d = min(maxDelayMs, baseDelayMs·2ⁿ).
+ */
+export const DEFAULT_RETRY = { maxAttempts: 3, baseDelayMs: 100, maxDelayMs: 2_000 } as const;
+
+/** setTimeout fires at once for longer delays, which would turn a long deadline into none at all. */
+const MAX_TIMER_MS = 2_147_483_647;
+
+/** Leading verbs of the methods that only read; these, and only these, are retried. */
+export const READ_VERBS = ['Get', 'List', 'Locate'] as const;
+/** A verb from READ_VERBS. */
+export type ReadVerb = (typeof READ_VERBS)[number];
+
+/** How a ShardgateClient reaches the gateway and how its calls behave. */
+export interface ShardgateClientOptions {
+  /** `host:port` of the gateway. */
+  address: string;
+  /** Default: insecure (plaintext) for a `host:port` address. */
+  credentials?: ChannelCredentials;
+  /** Deadline of every unary call without its own `deadline`; default DEFAULT_DEADLINE_MS. */
+  defaultDeadlineMs?: number;
+  /** Retry of read methods on UNAVAILABLE only; defaults in DEFAULT_RETRY. */
+  retry?: { maxAttempts?: number; baseDelayMs?: number; maxDelayMs?: number };
+  /** Sent on every call; a call's own metadata wins for the keys it sets. */
+  metadata?: Metadata | Record<string, string>;
+  /** Passed to the grpc-js channel. */
+  channelOptions?: ChannelOptions;
+}
+
+/**
+ * Options of every client method: nice-grpc's CallOptions plus `deadline` (ms from now or a Date).
+ * `deadline: undefined` turns the default deadline off for that call.
+ */
+export type ShardgateCallOptions = DeadlineOptions;
+
+/** One client per service of shardgate.v1, all on one channel. */
+export interface ShardgateClient {
+  readonly tenants: TenantServiceClient<ShardgateCallOptions>;
+  readonly appointments: AppointmentServiceClient<ShardgateCallOptions>;
+  readonly handoffs: HandoffServiceClient<ShardgateCallOptions>;
+  readonly state: StateServiceClient<ShardgateCallOptions>;
+  readonly shared: SharedServiceClient<ShardgateCallOptions>;
+  readonly admin: AdminServiceClient<ShardgateCallOptions>;
+  /** Closes the shared channel; calls made afterwards fail. */
+  close(): void;
+}
+
+/**
+ * True for a method that only reads, judged by its leading verb (`GetState`, `ListTenants`,
+ * `Locate`). An unknown verb counts as a write, so a new method is never retried by accident.
+ */
+export function isReadMethod(methodName: string): boolean {
+  const verb = /^[A-Z][a-z]*/.exec(methodName)?.[0];
+  return verb !== undefined && (READ_VERBS as readonly string[]).includes(verb);
+}
+
+/**
+ * Creates the typed client. Unary calls get the default deadline; unary reads are retried on
+ * UNAVAILABLE; writes and streams are never retried, and streams have no default deadline.
+ */
+export function createShardgateClient(options: ShardgateClientOptions): ShardgateClient {
+  const policy = resolvePolicy(options);
+  const channel = createChannel(options.address, options.credentials, options.channelOptions);
+  // Attached first runs last: the deadline spans every attempt and aborts a backoff sleep.
+  const factory = createClientFactory()
+    .use(defaultMetadataMiddleware(Metadata(options.metadata)))
+    .use(retryMiddleware)
+    .use(deadlineMiddleware);
+  return {
+    tenants: factory.create(
+      TenantServiceDefinition,
+      channel,
+      callDefaults(TenantServiceDefinition, policy),
+    ),
+    appointments: factory.create(
+      AppointmentServiceDefinition,
+      channel,
+      callDefaults(AppointmentServiceDefinition, policy),
+    ),
+    handoffs: factory.create(
+      HandoffServiceDefinition,
+      channel,
+      callDefaults(HandoffServiceDefinition, policy),
+    ),
+    state: factory.create(
+      StateServiceDefinition,
+      channel,
+      callDefaults(StateServiceDefinition, policy),
+    ),
+    shared: factory.create(
+      SharedServiceDefinition,
+      channel,
+      callDefaults(SharedServiceDefinition, policy),
+    ),
+    admin: factory.create(
+      AdminServiceDefinition,
+      channel,
+      callDefaults(AdminServiceDefinition, policy),
+    ),
+    close: () => channel.close(),
+  };
+}
+
+type InternalCallOptions = CallOptions & DeadlineOptions & RetryOptions;
+
+interface CallPolicy {
+  readonly deadlineMs: number;
+  readonly readRetry: RetryOptions;
+}
+
+/** The parts of a ts-proto generic definition that decide a method's defaults. */
+interface ServiceShape {
+  readonly methods: Record<
+    string,
+    { readonly name: string; readonly requestStream: boolean; readonly responseStream: boolean }
+  >;
+}
+
+function resolvePolicy(options: ShardgateClientOptions): CallPolicy {
+  const deadlineMs = options.defaultDeadlineMs ?? DEFAULT_DEADLINE_MS;
+  const maxAttempts = options.retry?.maxAttempts ?? DEFAULT_RETRY.maxAttempts;
+  const baseDelayMs = options.retry?.baseDelayMs ?? DEFAULT_RETRY.baseDelayMs;
+  const maxDelayMs = options.retry?.maxDelayMs ?? DEFAULT_RETRY.maxDelayMs;
+  if (!(deadlineMs > 0 && deadlineMs <= MAX_TIMER_MS)) {
+    throw new RangeError(`defaultDeadlineMs must be between 1 and ${MAX_TIMER_MS}`);
+  }
+  if (!(maxAttempts >= 1 && (Number.isInteger(maxAttempts) || maxAttempts === Infinity))) {
+    throw new RangeError('retry.maxAttempts must be an integer of at least 1, or Infinity');
+  }
+  if (!(baseDelayMs >= 0 && maxDelayMs >= 0)) {
+    throw new RangeError('retry.baseDelayMs and retry.maxDelayMs must not be negative');
+  }
+  return {
+    deadlineMs,
+    readRetry: {
+      retry: maxAttempts > 1,
+      // The middleware counts retries, not attempts.
+      retryMaxAttempts: maxAttempts - 1,
+      retryBaseDelayMs: baseDelayMs,
+      retryMaxDelayMs: maxDelayMs,
+      retryableStatuses: [Status.UNAVAILABLE],
+    },
+  };
+}
+
+/**
+ * Per-method default options, keyed like the generated client's methods. Streaming methods get
+ * neither a deadline (a watch lives until its caller aborts it) nor retry (the middleware never
+ * retries streams; a caller that re-watches must catch up on what it missed with a List call).
+ */
+function callDefaults(
+  definition: ServiceShape,
+  policy: CallPolicy,
+): Record<string, InternalCallOptions> {
+  const defaults: Record<string, InternalCallOptions> = { '*': { retry: false } };
+  for (const [key, method] of Object.entries(definition.methods)) {
+    if (method.requestStream || method.responseStream) continue;
+    defaults[key] = {
+      deadline: policy.deadlineMs,
+      ...(isReadMethod(method.name) ? policy.readRetry : { retry: false }),
+    };
+  }
+  return defaults;
+}
+
+/**
+ * Merges the client's metadata under each call's own. Needed because nice-grpc replaces, rather
+ * than merges, default `metadata` when a call passes any.
+ */
+function defaultMetadataMiddleware(defaults: Metadata) {
+  return async function* defaultMetadata<Request, Response>(
+    call: ClientMiddlewareCall<Request, Response>,
+    options: CallOptions,
+  ) {
+    // Copies the value arrays: a later middleware's append() must not leak into other calls.
+    const metadata = Metadata();
+    for (const [key, values] of defaults) metadata.set(key, [...values]);
+    for (const [key, values] of options.metadata ?? []) metadata.set(key, [...values]);
+    return yield* call.next(call.request, { ...options, metadata });
+  };
+}

@@ -1,0 +1,148 @@
+import pg from 'pg';
+import { ShardgateError } from '../core/errors.js';
+import { abortedBySignal, isConnectionBroken, translatePgError } from './sql-errors.js';
+
+/** What a typed query needs: run one statement with bound parameters. */
+export interface Queryable {
+  query<R extends pg.QueryResultRow = pg.QueryResultRow>(
+    text: string,
+    values?: unknown[],
+  ): Promise<pg.QueryResult<R>>;
+}
+
+/** Settings for one database's pool; every connection gets the session settings below. */
+export interface DatabaseOptions {
+  url: string;
+  /** Used in error messages and as application_name suffix, e.g. "shard 'shard-1'". */
+  label: string;
+  max: number;
+  idleTimeoutMs: number;
+  connectionTimeoutMs: number;
+  statementTimeoutMs: number;
+  maxLifetimeSeconds: number;
+  onError: (err: Error) => void;
+}
+
+/**
+ * One PostgreSQL database: a pool shared by every client whose data lives there, plus a one-slot
+ * control pool used only to cancel a running statement when a call's AbortSignal fires (grpc-js
+ * does not cancel database work for you). Every error leaves as a ShardgateError.
+ */
+export class Database {
+  readonly label: string;
+  readonly #pool: pg.Pool;
+  readonly #options: DatabaseOptions;
+  #control: pg.Pool | undefined;
+
+  constructor(options: DatabaseOptions) {
+    this.label = options.label;
+    this.#options = options;
+    this.#pool = createPool(options, options.max);
+  }
+
+  /** Runs one statement outside a transaction. */
+  async query<R extends pg.QueryResultRow = pg.QueryResultRow>(
+    text: string,
+    values: unknown[] = [],
+    signal?: AbortSignal,
+  ): Promise<pg.QueryResult<R>> {
+    return this.withConnection(signal, (conn) => conn.query<R>(text, values));
+  }
+
+  /**
+   * Runs `fn` in BEGIN … COMMIT. Any error (including a cancelled call) rolls back; if the rollback
+   * itself fails the connection is destroyed, so no pooled connection is ever left in a transaction.
+   */
+  async transaction<T>(signal: AbortSignal | undefined, fn: (tx: Queryable) => Promise<T>): Promise<T> {
+    return this.withConnection(signal, async (conn) => {
+      await conn.query('BEGIN');
+      try {
+        const result = await fn(conn);
+        await conn.query('COMMIT');
+        return result;
+      } catch (err) {
+        await conn.query('ROLLBACK').catch((rollbackErr: unknown) => {
+          throw new RollbackFailed(err, rollbackErr);
+        });
+        throw err;
+      }
+    });
+  }
+
+  /** Checks out a connection, wires cancellation to `signal`, and always returns it clean. */
+  async withConnection<T>(signal: AbortSignal | undefined, fn: (conn: pg.PoolClient) => Promise<T>): Promise<T> {
+    if (signal?.aborted) throw abortedBySignal(signal);
+    let conn: pg.PoolClient;
+    try {
+      conn = await this.#pool.connect();
+    } catch (err) {
+      throw translatePgError(err, this.label, signal);
+    }
+    const pid = (conn as unknown as { processID?: number }).processID;
+    const onAbort = (): void => void this.#cancelBackend(pid);
+    signal?.addEventListener('abort', onAbort, { once: true });
+    let broken: Error | undefined;
+    try {
+      return await fn(conn);
+    } catch (err) {
+      const cause = err instanceof RollbackFailed ? err.rollbackError : err;
+      if (err instanceof RollbackFailed || isConnectionBroken(cause)) broken = asError(cause);
+      throw translatePgError(err instanceof RollbackFailed ? err.original : err, this.label, signal);
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+      conn.release(broken);
+    }
+  }
+
+  /** Closes both pools; in-flight statements finish first. */
+  async close(): Promise<void> {
+    await Promise.all([this.#pool.end(), this.#control?.end()]);
+  }
+
+  /** Pool counters, for metrics and tests. */
+  stats(): { total: number; idle: number; waiting: number } {
+    return { total: this.#pool.totalCount, idle: this.#pool.idleCount, waiting: this.#pool.waitingCount };
+  }
+
+  async #cancelBackend(pid: number | undefined | null): Promise<void> {
+    if (!pid) return;
+    this.#control ??= createPool(this.#options, 1);
+    try {
+      await this.#control.query('SELECT pg_catalog.pg_cancel_backend($1)', [pid]);
+    } catch (err) {
+      this.#options.onError(asError(err));
+    }
+  }
+}
+
+class RollbackFailed extends Error {
+  constructor(
+    readonly original: unknown,
+    readonly rollbackError: unknown,
+  ) {
+    super('rollback failed');
+  }
+}
+
+function asError(err: unknown): Error {
+  return err instanceof Error ? err : new ShardgateError('internal', String(err));
+}
+
+function createPool(o: DatabaseOptions, max: number): pg.Pool {
+  const pool = new pg.Pool({
+    connectionString: o.url,
+    max,
+    idleTimeoutMillis: o.idleTimeoutMs,
+    connectionTimeoutMillis: o.connectionTimeoutMs,
+    maxLifetimeSeconds: o.maxLifetimeSeconds,
+    application_name: 'shardgate',
+    statement_timeout: o.statementTimeoutMs,
+    idle_in_transaction_session_timeout: Math.max(o.statementTimeoutMs, 10_000),
+    // Every statement names its schema; pinning search_path keeps objects in `public` (or any
+    // other schema) from shadowing the ones a query means (the CVE-2018-1058 class).
+    options: '-c search_path=pg_catalog',
+  });
+  // An idle client's error would otherwise be an unhandled 'error' event and kill the process.
+  pool.on('error', (err) => o.onError(err));
+  return pool;
+}

@@ -1,0 +1,119 @@
+import { shardUnavailable } from '../core/errors.js';
+import { PgListener } from '../pg/listener.js';
+import { handoffs, type HandoffRecord } from './handoffs.js';
+import { quoteSchema } from './client-schema.js';
+import type { ShardPools } from './shard-pools.js';
+
+const CHANNEL = 'shardgate_handoffs';
+
+/** Receives the handoffs of one client schema as they are committed. */
+export interface HandoffSubscriber {
+  onHandoff(handoff: HandoffRecord): void;
+  /** The feed for the shard broke; no more handoffs will come through this subscription. */
+  onError(err: Error): void;
+}
+
+interface ShardFeed {
+  listener: PgListener;
+  bySchema: Map<string, Set<HandoffSubscriber>>;
+  /** Fetches run one after another so subscribers see handoffs in commit order. */
+  chain: Promise<void>;
+}
+
+/**
+ * Pushes new handoffs to watchers. Each client schema's insert trigger NOTIFYs `schema:id` on its
+ * shard, so a handoff written through any gateway process reaches every process watching it. One
+ * LISTEN connection per shard with watchers, whatever the number of watched clients; a
+ * notification costs one fetch, shared by all watchers of that client.
+ */
+export class HandoffFeed {
+  readonly #pools: ShardPools;
+  readonly #feeds = new Map<string, Promise<ShardFeed>>();
+
+  constructor(pools: ShardPools) {
+    this.#pools = pools;
+  }
+
+  /** Subscribes to a schema (the raw schema name) on a shard; returns the unsubscribe function. */
+  async subscribe(shard: string, schema: string, subscriber: HandoffSubscriber): Promise<() => void> {
+    const feed = await this.#feedFor(shard);
+    let set = feed.bySchema.get(schema);
+    if (!set) feed.bySchema.set(schema, (set = new Set()));
+    set.add(subscriber);
+    return () => {
+      set.delete(subscriber);
+      if (set.size === 0) feed.bySchema.delete(schema);
+      if (feed.bySchema.size === 0) this.#retire(shard, feed);
+    };
+  }
+
+  async close(): Promise<void> {
+    const feeds = await Promise.allSettled([...this.#feeds.values()]);
+    this.#feeds.clear();
+    await Promise.all(feeds.map((f) => (f.status === 'fulfilled' ? f.value.listener.close() : undefined)));
+  }
+
+  /** One feed per shard; concurrent first subscribers share the same opening. */
+  #feedFor(shard: string): Promise<ShardFeed> {
+    const existing = this.#feeds.get(shard);
+    if (existing) return existing;
+    const opening = this.#open(shard);
+    this.#feeds.set(shard, opening);
+    opening.catch(() => {
+      if (this.#feeds.get(shard) === opening) this.#feeds.delete(shard);
+    });
+    return opening;
+  }
+
+  async #open(shard: string): Promise<ShardFeed> {
+    const listener = new PgListener({ url: this.#pools.urlOf(shard), channel: CHANNEL });
+    await listener.start();
+    if (!listener.connected) {
+      await listener.close();
+      throw shardUnavailable(shard);
+    }
+    const feed: ShardFeed = { listener, bySchema: new Map(), chain: Promise.resolve() };
+    listener.on('notification', (payload: string) => this.#onNotification(shard, feed, payload));
+    listener.on('disconnected', (err: Error) => this.#fail(shard, feed, shardUnavailable(shard, err)));
+    return feed;
+  }
+
+  /** Closes a feed nobody watches any more, unless a new subscriber already joined it. */
+  #retire(shard: string, feed: ShardFeed): void {
+    const current = this.#feeds.get(shard);
+    void current?.then((f) => {
+      if (f !== feed || feed.bySchema.size > 0) return;
+      if (this.#feeds.get(shard) === current) this.#feeds.delete(shard);
+      void feed.listener.close();
+    }, () => undefined);
+  }
+
+  #onNotification(shard: string, feed: ShardFeed, payload: string): void {
+    const sep = payload.lastIndexOf(':');
+    const schema = payload.slice(0, sep);
+    const id = payload.slice(sep + 1);
+    if (!feed.bySchema.has(schema)) return;
+    feed.chain = feed.chain.then(async () => {
+      const subscribers = feed.bySchema.get(schema);
+      if (!subscribers) return;
+      try {
+        const row = await handoffs.get(this.#pools.get(shard), quoteSchema(schema), id);
+        if (row) for (const s of subscribers) s.onHandoff(row);
+      } catch (err) {
+        for (const s of subscribers) s.onError(err as Error);
+      }
+    });
+  }
+
+  /** Ends every subscription on the shard: a watcher must know it may have missed handoffs. */
+  #fail(shard: string, feed: ShardFeed, err: Error): void {
+    const current = this.#feeds.get(shard);
+    void current?.then((f) => {
+      if (f === feed && this.#feeds.get(shard) === current) this.#feeds.delete(shard);
+    }, () => undefined);
+    void feed.listener.close();
+    const all = [...feed.bySchema.values()].flatMap((set) => [...set]);
+    feed.bySchema.clear();
+    for (const s of all) s.onError(err);
+  }
+}

@@ -1,0 +1,84 @@
+import type { Database } from '../pg/database.js';
+
+/** A handoff as stored in a client schema. */
+export interface HandoffRecord {
+  id: string;
+  fromAgent: string;
+  toAgent: string;
+  version: number;
+  summary: Record<string, unknown>;
+  createdAt: Date;
+}
+
+/** Filters and keyset position for listing newest first, in (created_at, id) descending order. */
+export interface HandoffQuery {
+  fromAgent?: string;
+  toAgent?: string;
+  createdAfter?: Date;
+  createdBefore?: Date;
+  before?: { createdAt: Date; id: string };
+  limit: number;
+}
+
+const COLUMNS = `id, from_agent AS "fromAgent", to_agent AS "toAgent", version, summary,
+  created_at AS "createdAt"`;
+
+/** Typed queries on `<schema>.handoffs`; `schema` is always the quoted identifier. */
+export const handoffs = {
+  async append(
+    db: Database,
+    schema: string,
+    h: { fromAgent: string; toAgent: string; version: number; summaryJson: string },
+    signal?: AbortSignal,
+  ): Promise<HandoffRecord> {
+    const res = await db.query<HandoffRecord>(
+      `INSERT INTO ${schema}.handoffs (from_agent, to_agent, version, summary)
+       VALUES ($1, $2, $3, $4::jsonb) RETURNING ${COLUMNS}`,
+      [h.fromAgent, h.toAgent, h.version, h.summaryJson],
+      signal,
+    );
+    return res.rows[0]!;
+  },
+
+  async get(db: Database, schema: string, id: string, signal?: AbortSignal): Promise<HandoffRecord | undefined> {
+    const res = await db.query<HandoffRecord>(
+      `SELECT ${COLUMNS} FROM ${schema}.handoffs WHERE id = $1`,
+      [id],
+      signal,
+    );
+    return res.rows[0];
+  },
+
+  async list(db: Database, schema: string, q: HandoffQuery, signal?: AbortSignal): Promise<HandoffRecord[]> {
+    const res = await db.query<HandoffRecord>(
+      `SELECT ${COLUMNS} FROM ${schema}.handoffs
+       WHERE ($1::text IS NULL OR from_agent = $1)
+         AND ($2::text IS NULL OR to_agent = $2)
+         AND ($3::timestamptz IS NULL OR created_at >= $3)
+         AND ($4::timestamptz IS NULL OR created_at < $4)
+         AND ($5::timestamptz IS NULL OR (created_at, id) < ($5, $6::uuid))
+       ORDER BY created_at DESC, id DESC LIMIT $7`,
+      [
+        q.fromAgent ?? null,
+        q.toAgent ?? null,
+        q.createdAfter ?? null,
+        q.createdBefore ?? null,
+        q.before?.createdAt ?? null,
+        q.before?.id ?? null,
+        q.limit,
+      ],
+      signal,
+    );
+    return res.rows;
+  },
+
+  async latestTo(db: Database, schema: string, toAgent: string, signal?: AbortSignal): Promise<HandoffRecord | undefined> {
+    const res = await db.query<HandoffRecord>(
+      `SELECT ${COLUMNS} FROM ${schema}.handoffs WHERE to_agent = $1
+       ORDER BY created_at DESC, id DESC LIMIT 1`,
+      [toAgent],
+      signal,
+    );
+    return res.rows[0];
+  },
+};

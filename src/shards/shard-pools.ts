@@ -1,0 +1,71 @@
+import { shardUnavailable } from '../core/errors.js';
+import type { PoolConfig } from '../core/config.js';
+import { Database } from '../pg/database.js';
+
+/** A shard's connection target. */
+export interface ShardTarget {
+  readonly name: string;
+  readonly url: string;
+}
+
+/**
+ * One pool per shard, never per client: every client on a shard shares its pool. `sync` follows
+ * topology changes; a shard whose URL changed gets a fresh pool.
+ */
+export class ShardPools {
+  readonly #config: PoolConfig;
+  readonly #onError: (shard: string, err: Error) => void;
+  readonly #dbs = new Map<string, { url: string; db: Database }>();
+
+  constructor(config: PoolConfig, onError: (shard: string, err: Error) => void) {
+    this.#config = config;
+    this.#onError = onError;
+  }
+
+  /** The shard's database; UNAVAILABLE for a shard this gateway does not know. */
+  get(name: string): Database {
+    const entry = this.#dbs.get(name);
+    if (!entry) throw shardUnavailable(name);
+    return entry.db;
+  }
+
+  has(name: string): boolean {
+    return this.#dbs.has(name);
+  }
+
+  /** Opens pools for new shards and closes those of shards that are gone or changed. */
+  async sync(targets: readonly ShardTarget[]): Promise<void> {
+    const wanted = new Map(targets.map((t) => [t.name, t.url]));
+    const closing: Promise<void>[] = [];
+    for (const [name, entry] of this.#dbs) {
+      if (wanted.get(name) !== entry.url) {
+        this.#dbs.delete(name);
+        closing.push(entry.db.close());
+      }
+    }
+    for (const [name, url] of wanted) {
+      if (this.#dbs.has(name)) continue;
+      const db = new Database({
+        ...this.#config,
+        url,
+        label: `shard '${name}'`,
+        onError: (err) => this.#onError(name, err),
+      });
+      this.#dbs.set(name, { url, db });
+    }
+    await Promise.allSettled(closing);
+  }
+
+  /** The URL a shard's pool connects to (for LISTEN connections). */
+  urlOf(name: string): string {
+    const entry = this.#dbs.get(name);
+    if (!entry) throw shardUnavailable(name);
+    return entry.url;
+  }
+
+  async close(): Promise<void> {
+    const all = [...this.#dbs.values()].map((e) => e.db.close());
+    this.#dbs.clear();
+    await Promise.allSettled(all);
+  }
+}
