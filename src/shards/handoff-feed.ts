@@ -1,4 +1,4 @@
-import { shardUnavailable } from '../core/errors.js';
+import { ShardgateError, shardUnavailable } from '../core/errors.js';
 import { PgListener } from '../pg/listener.js';
 import { handoffs, type HandoffRecord } from './handoffs.js';
 import { quoteSchema } from './client-schema.js';
@@ -47,10 +47,15 @@ export class HandoffFeed {
     };
   }
 
+  /** Ends every watch with UNAVAILABLE (so callers reconnect elsewhere) and closes the feeds. */
   async close(): Promise<void> {
-    const feeds = await Promise.allSettled([...this.#feeds.values()]);
+    const entries = [...this.#feeds.entries()];
     this.#feeds.clear();
-    await Promise.all(feeds.map((f) => (f.status === 'fulfilled' ? f.value.listener.close() : undefined)));
+    const closing = new ShardgateError('unavailable', 'this gateway is shutting down; watch again');
+    for (const [shard, opening] of entries) {
+      const feed = await opening.catch(() => undefined);
+      if (feed) this.#fail(shard, feed, closing);
+    }
   }
 
   /** One feed per shard; concurrent first subscribers share the same opening. */

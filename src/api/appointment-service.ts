@@ -1,0 +1,125 @@
+import { invalidArgument, notFound, ShardgateError } from '../core/errors.js';
+import type {
+  Appointment,
+  AppointmentServiceImplementation,
+  UpdateAppointmentRequest,
+} from '../gen/shardgate/v1/appointment.js';
+import { appointments, type AppointmentFields } from '../shards/appointments.js';
+import { appointmentStatusFromProto, appointmentToProto } from './convert.js';
+import { openClientScope, type GatewayContext } from './gateway-context.js';
+import { cursorDate, cursorString, decodePageToken, encodePageToken } from './page-token.js';
+import * as v from './validate.js';
+
+const MUTABLE_PATHS = ['client_phone', 'scheduled_at', 'service_type', 'status'] as const;
+type MutablePath = (typeof MUTABLE_PATHS)[number];
+
+/** AppointmentService: each call runs in the client's own schema on its shard. */
+export function createAppointmentService(ctx: GatewayContext): AppointmentServiceImplementation {
+  return {
+    async createAppointment(req, { signal }) {
+      const a = req.appointment;
+      if (!a) throw invalidArgument('appointment is required');
+      const fields: AppointmentFields = {
+        clientPhone: v.phone(a.clientPhone, 'appointment.client_phone'),
+        scheduledAt: v.timestamp(a.scheduledAt, 'appointment.scheduled_at'),
+        serviceType: v.text(a.serviceType, 'appointment.service_type', 1, 200),
+        status: appointmentStatusFromProto(a.status, 'appointment.status', 'scheduled'),
+      };
+      const scope = await openClientScope(ctx, req.clientId, signal);
+      const row = await appointments.create(scope.db, scope.schema, fields, signal);
+      return { appointment: appointmentToProto(row) };
+    },
+
+    async getAppointment(req, { signal }) {
+      const id = v.uuid(req.id);
+      const scope = await openClientScope(ctx, req.clientId, signal);
+      const row = await appointments.get(scope.db, scope.schema, id, signal);
+      if (!row) throw appointmentNotFound(req.clientId, id);
+      return { appointment: appointmentToProto(row) };
+    },
+
+    async listAppointments(req, { signal }) {
+      const limit = v.pageSize(req.pageSize);
+      const scheduledAfter = v.optionalTimestamp(req.scheduledAfter, 'scheduled_after');
+      const scheduledBefore = v.optionalTimestamp(req.scheduledBefore, 'scheduled_before');
+      const statuses = req.statuses.map((s) => appointmentStatusFromProto(s, 'statuses'));
+      const filters = [req.clientId, scheduledAfter?.getTime(), scheduledBefore?.getTime(), statuses];
+      const cursor = decodePageToken(req.pageToken, filters);
+      const after = cursor && { scheduledAt: cursorDate(cursor[0]), id: v.uuid(cursorString(cursor[1]), 'page_token') };
+      const scope = await openClientScope(ctx, req.clientId, signal);
+      const rows = await appointments.list(
+        scope.db,
+        scope.schema,
+        { scheduledAfter, scheduledBefore, statuses, after, limit: limit + 1 },
+        signal,
+      );
+      const page = rows.slice(0, limit);
+      const last = page.at(-1);
+      return {
+        appointments: page.map(appointmentToProto),
+        nextPageToken:
+          rows.length > limit && last ? encodePageToken(filters, [last.scheduledAt.getTime(), last.id]) : '',
+      };
+    },
+
+    async updateAppointment(req, { signal }) {
+      const a = req.appointment;
+      if (!a) throw invalidArgument('appointment is required');
+      const id = v.uuid(a.id, 'appointment.id');
+      const changes = changesFromMask(req, a);
+      const scope = await openClientScope(ctx, req.clientId, signal);
+      const row = await appointments.update(scope.db, scope.schema, id, changes, signal);
+      if (!row) throw appointmentNotFound(req.clientId, id);
+      return { appointment: appointmentToProto(row) };
+    },
+
+    async cancelAppointment(req, { signal }) {
+      const id = v.uuid(req.id);
+      const scope = await openClientScope(ctx, req.clientId, signal);
+      const row = await appointments.cancel(scope.db, scope.schema, id, signal);
+      if (!row) throw appointmentNotFound(req.clientId, id);
+      if (row.status === 'completed') {
+        throw new ShardgateError('failed-precondition', `appointment ${id} is completed and cannot be cancelled`);
+      }
+      return { appointment: appointmentToProto(row) };
+    },
+  };
+}
+
+function appointmentNotFound(clientId: string, id: string): ShardgateError {
+  return notFound(`client '${clientId}' has no appointment ${id}`);
+}
+
+/**
+ * AIP-134: the mask names the fields to change; `*` means all of them; no mask means every field
+ * set to a non-default value. Output-only and unknown paths are INVALID_ARGUMENT.
+ */
+function changesFromMask(req: UpdateAppointmentRequest, a: Appointment): Partial<AppointmentFields> {
+  const paths = req.updateMask ?? implicitPaths(a);
+  const chosen = new Set<MutablePath>();
+  for (const path of paths) {
+    if (path === '*') MUTABLE_PATHS.forEach((p) => chosen.add(p));
+    else if ((MUTABLE_PATHS as readonly string[]).includes(path)) chosen.add(path as MutablePath);
+    else {
+      throw invalidArgument(
+        `update_mask path '${path.slice(0, 64)}' cannot be updated; use ${MUTABLE_PATHS.join(', ')} or *`,
+      );
+    }
+  }
+  if (chosen.size === 0) throw invalidArgument('update_mask names no field to update');
+  const changes: Partial<AppointmentFields> = {};
+  if (chosen.has('client_phone')) changes.clientPhone = v.phone(a.clientPhone, 'appointment.client_phone');
+  if (chosen.has('scheduled_at')) changes.scheduledAt = v.timestamp(a.scheduledAt, 'appointment.scheduled_at');
+  if (chosen.has('service_type')) changes.serviceType = v.text(a.serviceType, 'appointment.service_type', 1, 200);
+  if (chosen.has('status')) changes.status = appointmentStatusFromProto(a.status, 'appointment.status');
+  return changes;
+}
+
+function implicitPaths(a: Appointment): MutablePath[] {
+  const paths: MutablePath[] = [];
+  if (a.clientPhone !== '') paths.push('client_phone');
+  if (a.scheduledAt !== undefined) paths.push('scheduled_at');
+  if (a.serviceType !== '') paths.push('service_type');
+  if (a.status !== 0) paths.push('status');
+  return paths;
+}

@@ -1,0 +1,62 @@
+import { readFileSync } from 'node:fs';
+import { createServer, type CallContext, type Server, type ServerMiddlewareCall } from 'nice-grpc';
+import { HealthDefinition, HealthServiceImpl, HealthState } from 'nice-grpc-server-health';
+import { ServerReflection, ServerReflectionService } from 'nice-grpc-server-reflection';
+import { AdminServiceDefinition } from '../gen/shardgate/v1/admin.js';
+import { AppointmentServiceDefinition } from '../gen/shardgate/v1/appointment.js';
+import { HandoffServiceDefinition } from '../gen/shardgate/v1/handoff.js';
+import { SharedServiceDefinition } from '../gen/shardgate/v1/shared.js';
+import { StateServiceDefinition } from '../gen/shardgate/v1/state.js';
+import { TenantServiceDefinition } from '../gen/shardgate/v1/tenant.js';
+import { createAdminService } from './admin-service.js';
+import { createAppointmentService } from './appointment-service.js';
+import { toServerError } from './error-status.js';
+import type { GatewayContext } from './gateway-context.js';
+import { createHandoffService } from './handoff-service.js';
+import { createSharedService } from './shared-service.js';
+import { createStateService } from './state-service.js';
+import { createTenantService } from './tenant-service.js';
+
+/** Fully qualified names of the shardgate services, for health and reflection. */
+export const serviceNames = [
+  TenantServiceDefinition,
+  AppointmentServiceDefinition,
+  HandoffServiceDefinition,
+  StateServiceDefinition,
+  SharedServiceDefinition,
+  AdminServiceDefinition,
+].map((d) => d.fullName);
+
+/** A gRPC server with every shardgate service, grpc.health.v1 and server reflection. */
+export function createGrpcServer(ctx: GatewayContext): { server: Server; health: HealthState } {
+  const server = createServer({
+    'grpc.max_receive_message_length': 4 * 1024 * 1024,
+    'grpc.keepalive_time_ms': 60_000,
+  }).use(errorMapping((err) => ctx.log.error({ err }, 'call failed')));
+  server.add(TenantServiceDefinition, createTenantService(ctx));
+  server.add(AppointmentServiceDefinition, createAppointmentService(ctx));
+  server.add(HandoffServiceDefinition, createHandoffService(ctx));
+  server.add(StateServiceDefinition, createStateService(ctx));
+  server.add(SharedServiceDefinition, createSharedService(ctx));
+  server.add(AdminServiceDefinition, createAdminService(ctx));
+
+  const health = HealthState();
+  server.add(HealthDefinition, HealthServiceImpl(health));
+  const protoset = readFileSync(new URL('../gen/descriptor.binpb', import.meta.url));
+  server.add(ServerReflectionService, ServerReflection(protoset, serviceNames));
+  return { server, health };
+}
+
+/** Every error leaving a handler goes through toServerError: the one mapping at the edge. */
+function errorMapping(logUnexpected: (err: unknown) => void) {
+  return async function* <Request, Response>(
+    call: ServerMiddlewareCall<Request, Response>,
+    context: CallContext,
+  ) {
+    try {
+      return yield* call.next(call.request, context);
+    } catch (err) {
+      throw toServerError(err, logUnexpected);
+    }
+  };
+}

@@ -1,0 +1,89 @@
+import { on, EventEmitter } from 'node:events';
+import { invalidArgument, notFound } from '../core/errors.js';
+import type { HandoffServiceImplementation } from '../gen/shardgate/v1/handoff.js';
+import { handoffs, type HandoffRecord } from '../shards/handoffs.js';
+import { handoffToProto } from './convert.js';
+import { openClientScope, type GatewayContext } from './gateway-context.js';
+import { cursorDate, cursorString, decodePageToken, encodePageToken } from './page-token.js';
+import * as v from './validate.js';
+
+/** HandoffService: append, list and watch agent-to-agent handoffs in the client's schema. */
+export function createHandoffService(ctx: GatewayContext): HandoffServiceImplementation {
+  return {
+    async appendHandoff(req, { signal }) {
+      const h = req.handoff;
+      if (!h) throw invalidArgument('handoff is required');
+      const input = {
+        fromAgent: v.agentName(h.fromAgent, 'handoff.from_agent'),
+        toAgent: v.agentName(h.toAgent, 'handoff.to_agent'),
+        version: h.version,
+        summaryJson: v.jsonObject(h.summary, 'handoff.summary'),
+      };
+      if (input.version < 0) throw invalidArgument('handoff.version must not be negative');
+      const scope = await openClientScope(ctx, req.clientId, signal);
+      const row = await handoffs.append(scope.db, scope.schema, input, signal);
+      return { handoff: handoffToProto(row) };
+    },
+
+    async listHandoffs(req, { signal }) {
+      const limit = v.pageSize(req.pageSize);
+      const fromAgent = v.optionalAgent(req.fromAgent, 'from_agent');
+      const toAgent = v.optionalAgent(req.toAgent, 'to_agent');
+      const createdAfter = v.optionalTimestamp(req.createdAfter, 'created_after');
+      const createdBefore = v.optionalTimestamp(req.createdBefore, 'created_before');
+      const filters = [req.clientId, fromAgent, toAgent, createdAfter?.getTime(), createdBefore?.getTime()];
+      const cursor = decodePageToken(req.pageToken, filters);
+      const before = cursor && { createdAt: cursorDate(cursor[0]), id: v.uuid(cursorString(cursor[1]), 'page_token') };
+      const scope = await openClientScope(ctx, req.clientId, signal);
+      const rows = await handoffs.list(
+        scope.db,
+        scope.schema,
+        { fromAgent, toAgent, createdAfter, createdBefore, before, limit: limit + 1 },
+        signal,
+      );
+      const page = rows.slice(0, limit);
+      const last = page.at(-1);
+      return {
+        handoffs: page.map(handoffToProto),
+        nextPageToken:
+          rows.length > limit && last ? encodePageToken(filters, [last.createdAt.getTime(), last.id]) : '',
+      };
+    },
+
+    async getLatestHandoff(req, { signal }) {
+      const toAgent = v.agentName(req.toAgent, 'to_agent');
+      const scope = await openClientScope(ctx, req.clientId, signal);
+      const row = await handoffs.latestTo(scope.db, scope.schema, toAgent, signal);
+      if (!row) throw notFound(`client '${req.clientId}' has no handoff to '${toAgent}'`);
+      return { handoff: handoffToProto(row) };
+    },
+
+    /**
+     * Subscribes before sending the response header, so a caller that waits for the header
+     * (nice-grpc `onHeader`) knows every handoff committed from then on will reach it.
+     */
+    async *watchHandoffs(req, context) {
+      const { signal } = context;
+      const toAgent = v.optionalAgent(req.toAgent, 'to_agent');
+      const scope = await openClientScope(ctx, req.clientId, signal);
+      const events = new EventEmitter();
+      const arrivals = on(events, 'handoff', { signal });
+      const unsubscribe = await ctx.feed.subscribe(scope.placement.shard, scope.placement.schema, {
+        onHandoff: (h) => {
+          if (toAgent === undefined || h.toAgent === toAgent) events.emit('handoff', h);
+        },
+        onError: (err) => events.emit('error', err),
+      });
+      try {
+        context.sendHeader();
+        for await (const [handoff] of arrivals) {
+          yield { handoff: handoffToProto(handoff as HandoffRecord) };
+        }
+      } catch (err) {
+        if (!signal.aborted) throw err;
+      } finally {
+        unsubscribe();
+      }
+    },
+  };
+}

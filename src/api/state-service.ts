@@ -1,0 +1,44 @@
+import { invalidArgument } from '../core/errors.js';
+import type { StateServiceImplementation } from '../gen/shardgate/v1/state.js';
+import { state } from '../shards/state.js';
+import { stateToProto } from './convert.js';
+import { openClientScope, type GatewayContext } from './gateway-context.js';
+import * as v from './validate.js';
+
+/** StateService: one versioned JSON document per client, optimistic concurrency. */
+export function createStateService(ctx: GatewayContext): StateServiceImplementation {
+  return {
+    async getState(req, { signal }) {
+      const scope = await openClientScope(ctx, req.clientId, signal);
+      return { state: stateToProto(await state.get(scope.db, scope.schema, signal)) };
+    },
+
+    async putState(req, { signal }) {
+      const json = v.jsonObject(req.document ?? {}, 'document');
+      const expected = expectedVersion(req.expectedVersion);
+      const scope = await openClientScope(ctx, req.clientId, signal);
+      return { state: stateToProto(await state.put(scope.db, scope.schema, json, expected, signal)) };
+    },
+
+    async patchState(req, { signal }) {
+      if (!req.patch) throw invalidArgument('patch is required');
+      v.jsonObject(req.patch, 'patch');
+      const expected = expectedVersion(req.expectedVersion);
+      const scope = await openClientScope(ctx, req.clientId, signal);
+      const result = await state.patch(
+        scope.db,
+        scope.schema,
+        req.patch,
+        expected,
+        (merged) => v.jsonObject(merged, 'the patched document'),
+        signal,
+      );
+      return { state: stateToProto(result) };
+    },
+  };
+}
+
+function expectedVersion(raw: number | undefined): number | undefined {
+  if (raw !== undefined && raw < 0) throw invalidArgument('expected_version must not be negative');
+  return raw;
+}

@@ -1,0 +1,121 @@
+import type { Logger } from 'pino';
+import { createGrpcServer } from './api/grpc-server.js';
+import type { GatewayContext } from './api/gateway-context.js';
+import { PgCatalog } from './catalog/pg-catalog.js';
+import type { TenantRecord } from './catalog/catalog.js';
+import type { GatewayConfig } from './core/config.js';
+import type { ShardName } from './core/ids.js';
+import { migrateClientSchemas } from './jobs/schema-migrator.js';
+import { Database } from './pg/database.js';
+import { Router, type Placement } from './router/router.js';
+import { quoteSchema } from './shards/client-schema.js';
+import { HandoffFeed } from './shards/handoff-feed.js';
+import { ShardPools } from './shards/shard-pools.js';
+import { SharedStore } from './shared-db/shared-store.js';
+
+/** A running gateway process's handle. */
+export interface RunningGateway {
+  /** host:port actually bound (port 0 in the config picks a free one). */
+  readonly address: string;
+  readonly port: number;
+  readonly context: GatewayContext;
+  /** Stops accepting calls, lets running ones finish (up to graceMs), closes every pool. */
+  close(graceMs?: number): Promise<void>;
+}
+
+/**
+ * Composition: connects to the catalog (migrating it and registering configured shards), follows
+ * its change feed, opens one pool per shard, and serves gRPC. Stateless: every replica pointed at
+ * the same catalog routes identically.
+ */
+export async function startGateway(
+  config: GatewayConfig & { catalogUrl: string },
+  log: Logger,
+): Promise<RunningGateway> {
+  const dbOptions = { ...config.pool, onError: (err: Error) => log.warn({ err }, 'idle connection error') };
+  const catalogDb = new Database({ ...dbOptions, url: config.catalogUrl, label: 'the catalog' });
+  const sharedUrl = config.sharedUrl ?? config.catalogUrl;
+  const sharedDb =
+    sharedUrl === config.catalogUrl ? catalogDb : new Database({ ...dbOptions, url: sharedUrl, label: 'the shared database' });
+  const catalog = new PgCatalog(catalogDb, config.catalogUrl);
+  const shared = new SharedStore(sharedDb);
+  const pools = new ShardPools(config.pool, (shard, err) => log.warn({ err, shard }, 'idle shard connection error'));
+
+  await catalog.migrate();
+  await shared.migrate();
+  await catalog.registerShards(
+    config.shards.map((s) => ({ name: s.name as ShardName, url: s.url, weight: s.weight })),
+    config.ring.vnodes,
+  );
+
+  const router = new Router({
+    loadPlacement: async (clientId, signal) => {
+      const tenant = await catalog.getTenant(clientId, signal);
+      return tenant && toPlacement(tenant);
+    },
+    cacheTrusted: () => catalog.watching,
+  });
+
+  let topologyChain = Promise.resolve();
+  const refreshTopology = (): Promise<void> =>
+    (topologyChain = topologyChain.then(async () => {
+      const topology = await catalog.loadTopology();
+      await pools.sync(topology.shards);
+      const active = topology.shards.filter((s) => s.state === 'active');
+      router.setRing(active, topology.vnodes, topology.epoch);
+    }).catch((err: unknown) => log.error({ err }, 'could not load the topology from the catalog')));
+
+  await catalog.watch((event) => {
+    if (event.kind === 'tenant') router.invalidate(event.clientId);
+    else {
+      if (event.kind === 'resync') router.clear();
+      void refreshTopology();
+    }
+  });
+  await refreshTopology();
+
+  const feed = new HandoffFeed(pools);
+  const context: GatewayContext = { catalog, router, pools, feed, shared, log };
+  const { server, health } = createGrpcServer(context);
+  const port = await server.listen(config.listen);
+  const host = config.listen.slice(0, config.listen.lastIndexOf(':'));
+  health.setStatus('healthy');
+
+  void migrateInBackground(context, log);
+
+  return {
+    address: `${host}:${port}`,
+    port,
+    context,
+    async close(graceMs = 5_000) {
+      health.setStatus('unhealthy');
+      const timer = setTimeout(() => server.forceShutdown(), graceMs);
+      await feed.close();
+      await server.shutdown();
+      clearTimeout(timer);
+      await catalog.close();
+      await pools.close();
+      await Promise.all([catalogDb.close(), sharedDb === catalogDb ? undefined : sharedDb.close()]);
+    },
+  };
+}
+
+function toPlacement(t: TenantRecord): Placement {
+  return { clientId: t.clientId, shard: t.shard, schema: t.schema, schemaIdent: quoteSchema(t.schema), status: t.status };
+}
+
+async function migrateInBackground(ctx: GatewayContext, log: Logger): Promise<void> {
+  try {
+    const topology = await ctx.catalog.loadTopology();
+    const report = await migrateClientSchemas({
+      catalog: ctx.catalog,
+      pools: ctx.pools,
+      shards: topology.shards.map((s) => s.name),
+    });
+    if (report.migrated.length > 0 || report.failed.length > 0) {
+      log.info({ migrated: report.migrated.length, failed: report.failed }, 'client schema migration');
+    }
+  } catch (err) {
+    log.warn({ err }, 'client schema migration did not run; it runs again at the next start');
+  }
+}
