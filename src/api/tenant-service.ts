@@ -83,9 +83,9 @@ async function createTenant(
     if (inserted) await forgetFailedCreate(ctx, clientId);
     throw err;
   }
-  const done = await ctx.catalog.markProvisioned(clientId, version);
+  const done = await ctx.catalog.markProvisioned(tenant, version);
   ctx.router.invalidate(clientId);
-  return { tenant: tenantToProto(done), created: inserted };
+  return { tenant: tenantToProto(done.tenant), created: inserted || done.inserted };
 }
 
 async function forgetFailedCreate(ctx: GatewayContext, clientId: ClientId): Promise<void> {

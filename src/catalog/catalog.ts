@@ -64,8 +64,16 @@ export interface Catalog {
   insertTenant(entry: { clientId: ClientId; schema: string; shard: ShardName }, signal?: AbortSignal): Promise<{ tenant: TenantRecord; inserted: boolean }>;
   /** Moves a tenant from one of `from` to `to`; undefined when it is in none of them. */
   setTenantStatus(clientId: ClientId, from: readonly TenantStatus[], to: TenantStatus, signal?: AbortSignal): Promise<TenantRecord | undefined>;
-  /** Provisioning finished: active, at this client-schema version. */
-  markProvisioned(clientId: ClientId, schemaVersion: number, signal?: AbortSignal): Promise<TenantRecord>;
+  /**
+   * Provisioning finished: active, at this client-schema version. Re-inserts the entry if a failed
+   * concurrent create removed it meanwhile (`inserted` then true); leaves an entry on another
+   * shard alone and returns it.
+   */
+  markProvisioned(
+    entry: { clientId: ClientId; schema: string; shard: ShardName },
+    schemaVersion: number,
+    signal?: AbortSignal,
+  ): Promise<{ tenant: TenantRecord; inserted: boolean }>;
   setSchemaVersion(clientId: ClientId, schemaVersion: number): Promise<void>;
   /** Removes an entry that is still provisioning (a create whose schema could not be made). */
   deleteProvisioningTenant(clientId: ClientId): Promise<void>;

@@ -1,3 +1,4 @@
+import { ShardgateError } from '../core/errors.js';
 import type { ClientId, ShardName } from '../core/ids.js';
 import type { Database } from '../pg/database.js';
 import { PgListener } from '../pg/listener.js';
@@ -116,17 +117,26 @@ export class PgCatalog implements Catalog {
     entry: { clientId: ClientId; schema: string; shard: ShardName },
     signal?: AbortSignal,
   ): Promise<{ tenant: TenantRecord; inserted: boolean }> {
-    const res = await this.#db.query<TenantRow>(
-      `INSERT INTO shardgate.tenants (client_id, schema_name, shard, status)
-       VALUES ($1, $2, $3, 'provisioning') ON CONFLICT (client_id) DO NOTHING
-       RETURNING ${TENANT_COLUMNS}`,
-      [entry.clientId, entry.schema, entry.shard],
-      signal,
+    // No conflict target: every unique index (client_id and schema_name) must be an arbiter.
+    // With `ON CONFLICT (client_id)` a concurrent insert of the same client could fail on
+    // schema_name's index with 23505 instead of doing nothing.
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const res = await this.#db.query<TenantRow>(
+        `INSERT INTO shardgate.tenants (client_id, schema_name, shard, status)
+         VALUES ($1, $2, $3, 'provisioning') ON CONFLICT DO NOTHING
+         RETURNING ${TENANT_COLUMNS}`,
+        [entry.clientId, entry.schema, entry.shard],
+        signal,
+      );
+      if (res.rows[0]) return { tenant: toTenant(res.rows[0]), inserted: true };
+      const existing = await this.getTenant(entry.clientId, signal);
+      if (existing) return { tenant: existing, inserted: false };
+      // Deleted in between (a failed create cleaned up): try again.
+    }
+    throw new ShardgateError(
+      'already-exists',
+      `schema '${entry.schema}' is registered to another client; the directory needs repair`,
     );
-    if (res.rows[0]) return { tenant: toTenant(res.rows[0]), inserted: true };
-    const existing = await this.getTenant(entry.clientId, signal);
-    if (!existing) return this.insertTenant(entry, signal); // deleted in between: try again
-    return { tenant: existing, inserted: false };
   }
 
   async setTenantStatus(
@@ -147,18 +157,38 @@ export class PgCatalog implements Catalog {
     return res.rows[0] && toTenant(res.rows[0]);
   }
 
-  async markProvisioned(clientId: ClientId, schemaVersion: number, signal?: AbortSignal): Promise<TenantRecord> {
-    const res = await this.#db.query<TenantRow>(
-      `UPDATE shardgate.tenants
-       SET status = CASE WHEN status = 'provisioning' THEN 'active' ELSE status END,
-           schema_version = GREATEST(schema_version, $2), updated_at = date_trunc('milliseconds', now())
-       WHERE client_id = $1 RETURNING ${TENANT_COLUMNS}`,
-      [clientId, schemaVersion],
-      signal,
-    );
-    const row = res.rows[0];
-    if (!row) throw new Error(`tenant ${clientId} vanished while it was provisioned`);
-    return toTenant(row);
+  async markProvisioned(
+    entry: { clientId: ClientId; schema: string; shard: ShardName },
+    schemaVersion: number,
+    signal?: AbortSignal,
+  ): Promise<{ tenant: TenantRecord; inserted: boolean }> {
+    // An upsert, not an UPDATE: a failed concurrent create of the same client may have deleted the
+    // provisioning entry while this one made the schema; the entry then comes back, pointing at
+    // the schema just made. An entry on another shard is left alone (its own create finishes it).
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const res = await this.#db.query<TenantRow & { inserted: boolean }>(
+          `INSERT INTO shardgate.tenants AS t (client_id, schema_name, shard, status, schema_version)
+           VALUES ($1, $2, $3, 'active', $4)
+           ON CONFLICT (client_id) DO UPDATE
+             SET status = CASE WHEN t.status = 'provisioning' THEN 'active' ELSE t.status END,
+                 schema_version = GREATEST(t.schema_version, EXCLUDED.schema_version),
+                 updated_at = date_trunc('milliseconds', now())
+             WHERE t.shard = EXCLUDED.shard
+           RETURNING ${TENANT_COLUMNS}, (xmax = 0) AS inserted`,
+          [entry.clientId, entry.schema, entry.shard, schemaVersion],
+          signal,
+        );
+        const row = res.rows[0];
+        if (row) return { tenant: toTenant(row), inserted: row.inserted };
+        const existing = await this.getTenant(entry.clientId, signal);
+        if (existing) return { tenant: existing, inserted: false };
+      } catch (err) {
+        // schema_name's index is no arbiter here: a racing insert of this client can hit it.
+        if (!(err instanceof ShardgateError && err.code === 'already-exists') || attempt >= 2) throw err;
+      }
+      if (attempt >= 2) throw new ShardgateError('aborted', `the directory entry of '${entry.clientId}' kept changing; retry`);
+    }
   }
 
   async setSchemaVersion(clientId: ClientId, schemaVersion: number): Promise<void> {
