@@ -43,7 +43,7 @@ export function createAppointmentService(ctx: GatewayContext): AppointmentServic
       const scheduledAfter = v.optionalTimestamp(req.scheduledAfter, 'scheduled_after');
       const scheduledBefore = v.optionalTimestamp(req.scheduledBefore, 'scheduled_before');
       const statuses = req.statuses.map((s) => appointmentStatusFromProto(s, 'statuses'));
-      const filters = [req.clientId, scheduledAfter?.getTime(), scheduledBefore?.getTime(), statuses];
+      const filters = ['appointments', req.clientId, scheduledAfter?.getTime(), scheduledBefore?.getTime(), statuses];
       const cursor = decodePageToken(req.pageToken, filters);
       const after = cursor && { scheduledAt: cursorDate(cursor[0]), id: v.uuid(cursorString(cursor[1]), 'page_token') };
       const scope = await openClientScope(ctx, req.clientId, signal);

@@ -3,7 +3,9 @@ import { invalidArgument } from '../core/errors.js';
 
 /**
  * Opaque AIP-158 page tokens: the keyset position of the last item returned, bound to the
- * request's filters so a token cannot be replayed against a different query.
+ * request's filters so a token cannot be replayed against a different query. Start `filters` with
+ * the listing's name: two RPCs whose filters are both unset would otherwise accept each other's
+ * tokens.
  */
 export function encodePageToken(filters: unknown[], cursor: (string | number)[]): string {
   return Buffer.from(JSON.stringify({ f: fingerprint(filters), c: cursor })).toString('base64url');

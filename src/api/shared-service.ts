@@ -5,8 +5,10 @@ import type { GatewayContext } from './gateway-context.js';
 import { cursorDate, cursorString, decodePageToken, encodePageToken } from './page-token.js';
 import * as v from './validate.js';
 
-const optionalKey = (raw: string, field: string, max: number): string | undefined =>
-  raw === '' ? undefined : v.key(raw, field, max);
+const optionalKey = (raw: string, field: string, max: number, allowDot = true): string | undefined =>
+  raw === '' ? undefined : v.key(raw, field, max, allowDot);
+/** Industry keys have no `.` (shared.proto); metric and topic keys may. */
+const industryKey = (raw: string, field: string): string => v.key(raw, field, 64, false);
 
 /** SharedService: cross-client benchmarks and agent knowledge in the shared database. */
 export function createSharedService(ctx: GatewayContext): SharedServiceImplementation {
@@ -17,7 +19,7 @@ export function createSharedService(ctx: GatewayContext): SharedServiceImplement
       if (!Number.isFinite(b.value)) throw invalidArgument('benchmark.value must be a finite number');
       const row = await ctx.shared.putBenchmark(
         {
-          industry: v.key(b.industry, 'benchmark.industry', 64),
+          industry: industryKey(b.industry, 'benchmark.industry'),
           metric: v.key(b.metric, 'benchmark.metric', 128),
           value: b.value,
           unit: v.text(b.unit, 'benchmark.unit', 0, 32),
@@ -29,7 +31,7 @@ export function createSharedService(ctx: GatewayContext): SharedServiceImplement
     },
 
     async getBenchmark(req, { signal }) {
-      const industry = v.key(req.industry, 'industry', 64);
+      const industry = industryKey(req.industry, 'industry');
       const metric = v.key(req.metric, 'metric', 128);
       const row = await ctx.shared.getBenchmark(industry, metric, signal);
       if (!row) throw notFound(`no benchmark for industry '${industry}' and metric '${metric}'`);
@@ -38,9 +40,9 @@ export function createSharedService(ctx: GatewayContext): SharedServiceImplement
 
     async listBenchmarks(req, { signal }) {
       const limit = v.pageSize(req.pageSize);
-      const industry = optionalKey(req.industry, 'industry', 64);
+      const industry = optionalKey(req.industry, 'industry', 64, false);
       const metric = optionalKey(req.metric, 'metric', 128);
-      const filters = [industry, metric];
+      const filters = ['benchmarks', industry, metric];
       const cursor = decodePageToken(req.pageToken, filters);
       const after: [string, string] | undefined = cursor && [cursorString(cursor[0]), cursorString(cursor[1])];
       const rows = await ctx.shared.listBenchmarks({ industry, metric, after, limit: limit + 1 }, signal);
@@ -65,7 +67,7 @@ export function createSharedService(ctx: GatewayContext): SharedServiceImplement
       const limit = v.pageSize(req.pageSize);
       const topic = optionalKey(req.topic, 'topic', 128);
       const agent = v.optionalAgent(req.agent, 'agent');
-      const filters = [topic, agent];
+      const filters = ['knowledge', topic, agent];
       const cursor = decodePageToken(req.pageToken, filters);
       const before = cursor && { createdAt: cursorDate(cursor[0]), id: v.uuid(cursorString(cursor[1]), 'page_token') };
       const rows = await ctx.shared.listKnowledge({ topic, agent, before, limit: limit + 1 }, signal);

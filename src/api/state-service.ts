@@ -14,7 +14,9 @@ export function createStateService(ctx: GatewayContext): StateServiceImplementat
     },
 
     async putState(req, { signal }) {
-      const json = v.jsonObject(req.document ?? {}, 'document');
+      // A missing document is an error, not `{}`: a caller that forgot it must not wipe the state.
+      if (!req.document) throw invalidArgument('document is required; send {} to clear the state');
+      const json = v.jsonObject(req.document, 'document');
       const expected = expectedVersion(req.expectedVersion);
       const scope = await openClientScope(ctx, req.clientId, signal);
       return { state: stateToProto(await state.put(scope.db, scope.schema, json, expected, signal)) };

@@ -14,6 +14,7 @@ const CONTROL_CHARS = /[\u0000-\u001f\u007f]/;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const PHONE = /^[0-9+\-(). ]{3,32}$/;
 const KEY = /^[a-z0-9][a-z0-9._-]*$/;
+const KEY_WITHOUT_DOT = /^[a-z0-9][a-z0-9_-]*$/;
 
 export function pageSize(raw: number): number {
   if (raw < 0) throw invalidArgument('page_size must not be negative');
@@ -38,11 +39,15 @@ export function optionalAgent(raw: string, field: string): string | undefined {
   return raw === '' ? undefined : agentName(raw, field);
 }
 
-/** A lowercase key such as an industry, metric or topic. */
-export function key(raw: string, field: string, max: number): string {
+/**
+ * A lowercase key such as a metric or topic; `allowDot: false` for an industry, whose alphabet
+ * (shared.proto) has no `.`.
+ */
+export function key(raw: string, field: string, max: number, allowDot = true): string {
   text(raw, field, 1, max);
-  if (!KEY.test(raw)) {
-    throw invalidArgument(`${field} must be lowercase letters, digits, '.', '_' or '-', starting with a letter or digit`);
+  if (!(allowDot ? KEY : KEY_WITHOUT_DOT).test(raw)) {
+    const chars = allowDot ? "'.', '_' or '-'" : "'_' or '-'";
+    throw invalidArgument(`${field} must be lowercase letters, digits, ${chars}, starting with a letter or digit`);
   }
   return raw;
 }

@@ -1,4 +1,3 @@
-import { apply as applyMergePatch } from 'json-merge-patch';
 import { ShardgateError, versionConflict } from '../core/errors.js';
 import type { Database } from '../pg/database.js';
 
@@ -72,7 +71,7 @@ export const state = {
       if (expectedVersion !== undefined && current.version !== expectedVersion) {
         throw versionConflict(expectedVersion, current.version);
       }
-      const merged = applyMergePatch(structuredClone(current.document), patch) as Record<string, unknown>;
+      const merged = mergePatch(current.document, patch) as Record<string, unknown>;
       const res = await db.query<StateRow>(
         `UPDATE ${schema}.state SET document = $1::jsonb, version = version + 1,
            updated_at = date_trunc('milliseconds', now())
@@ -88,6 +87,26 @@ export const state = {
     throw new ShardgateError('aborted', 'the state changed too often to apply the patch; retry it');
   },
 };
+
+/**
+ * RFC 7386 merge patch on plain JSON values. Copies instead of mutating, and builds objects without
+ * a prototype, so no key in a document (`hasOwnProperty`, `__proto__`) can shadow a method or reach
+ * a prototype. (json-merge-patch called `target.hasOwnProperty(key)` and failed on such documents.)
+ */
+function mergePatch(target: unknown, patch: unknown): unknown {
+  if (!isJsonObject(patch)) return patch;
+  const result: Record<string, unknown> = Object.create(null);
+  if (isJsonObject(target)) Object.assign(result, target);
+  for (const [key, value] of Object.entries(patch)) {
+    if (value === null) delete result[key];
+    else result[key] = mergePatch(result[key], value);
+  }
+  return result;
+}
+
+function isJsonObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
 
 function toRecord(row: StateRow | undefined): StateRecord {
   if (!row) throw new ShardgateError('internal', 'the client schema has no state row');
