@@ -40,11 +40,26 @@ export function createGrpcServer(ctx: GatewayContext): { server: Server; health:
   server.add(SharedServiceDefinition, createSharedService(ctx));
   server.add(AdminServiceDefinition, createAdminService(ctx));
 
-  const health = HealthState();
+  const health = serverWideHealth(HealthState(), serviceNames);
   server.add(HealthDefinition, HealthServiceImpl(health));
   const protoset = readFileSync(new URL('../gen/descriptor.binpb', import.meta.url));
   server.add(ServerReflectionService, ServerReflection(protoset, serviceNames));
   return { server, health };
+}
+
+/**
+ * Health where the server-wide status (`setStatus(status)` without a service) also applies to each
+ * served service, so a probe of `shardgate.v1.TenantService` (grpc-health-probe -service, a
+ * per-service Kubernetes check) answers like a probe of '' instead of NOT_FOUND.
+ */
+function serverWideHealth(health: HealthState, services: readonly string[]): HealthState {
+  const setOne = health.setStatus.bind(health);
+  health.setStatus = (status, service) => {
+    if (service !== undefined) return setOne(status, service);
+    for (const name of ['', ...services]) setOne(status, name);
+  };
+  health.setStatus(health.getStatus());
+  return health;
 }
 
 /** Every error leaving a handler goes through toServerError: the one mapping at the edge. */

@@ -75,6 +75,8 @@ export function createHandoffService(ctx: GatewayContext): HandoffServiceImpleme
         onError: (err) => events.emit('error', err),
       });
       try {
+        // nice-grpc's sendHeader() sends nothing while the header is empty, so say something.
+        context.header.set('shardgate-watch', 'subscribed');
         context.sendHeader();
         for await (const [handoff] of arrivals) {
           yield { handoff: handoffToProto(handoff as HandoffRecord) };

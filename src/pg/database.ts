@@ -52,12 +52,20 @@ export class Database {
   /**
    * Runs `fn` in BEGIN … COMMIT. Any error (including a cancelled call) rolls back; if the rollback
    * itself fails the connection is destroyed, so no pooled connection is ever left in a transaction.
+   * Once `signal` fires, no further statement of `fn` starts.
    */
   async transaction<T>(signal: AbortSignal | undefined, fn: (tx: Queryable) => Promise<T>): Promise<T> {
     return this.withConnection(signal, async (conn) => {
+      const tx: Queryable = {
+        query: (text, values) => {
+          if (signal?.aborted) return Promise.reject(abortedBySignal(signal));
+          return conn.query(text, values);
+        },
+      };
       await conn.query('BEGIN');
       try {
-        const result = await fn(conn);
+        const result = await fn(tx);
+        if (signal?.aborted) throw abortedBySignal(signal);
         await conn.query('COMMIT');
         return result;
       } catch (err) {
@@ -69,17 +77,22 @@ export class Database {
     });
   }
 
-  /** Checks out a connection, wires cancellation to `signal`, and always returns it clean. */
+  /**
+   * Checks out a connection, wires cancellation to `signal`, and always returns it clean. A call
+   * cancelled while it waits for a connection gives up the wait and never runs its statement.
+   */
   async withConnection<T>(signal: AbortSignal | undefined, fn: (conn: pg.PoolClient) => Promise<T>): Promise<T> {
     if (signal?.aborted) throw abortedBySignal(signal);
-    let conn: pg.PoolClient;
-    try {
-      conn = await this.#pool.connect();
-    } catch (err) {
-      throw translatePgError(err, this.label, signal);
+    const conn = await this.#checkout(signal);
+    if (signal?.aborted) {
+      conn.release();
+      throw abortedBySignal(signal);
     }
     const pid = (conn as unknown as { processID?: number }).processID;
-    const onAbort = (): void => void this.#cancelBackend(pid);
+    let cancelling: Promise<void> | undefined;
+    const onAbort = (): void => {
+      cancelling = this.#cancelBackend(pid);
+    };
     signal?.addEventListener('abort', onAbort, { once: true });
     let broken: Error | undefined;
     try {
@@ -90,7 +103,31 @@ export class Database {
       throw translatePgError(err instanceof RollbackFailed ? err.original : err, this.label, signal);
     } finally {
       signal?.removeEventListener('abort', onAbort);
+      // A cancel request still on its way would hit whatever the next borrower runs; once it has
+      // landed on an idle backend PostgreSQL ignores it.
+      if (cancelling) await cancelling;
       conn.release(broken);
+    }
+  }
+
+  /** pool.connect() raced against `signal`; an abandoned checkout goes back to the pool unused. */
+  async #checkout(signal: AbortSignal | undefined): Promise<pg.PoolClient> {
+    const connecting = this.#pool.connect();
+    let onAbort: (() => void) | undefined;
+    const aborted = new Promise<never>((_, reject) => {
+      onAbort = () => reject(abortedBySignal(signal!));
+      signal?.addEventListener('abort', onAbort, { once: true });
+    });
+    try {
+      return await Promise.race([connecting, aborted]);
+    } catch (err) {
+      connecting.then(
+        (conn) => conn.release(),
+        () => undefined,
+      );
+      throw translatePgError(err, this.label, signal);
+    } finally {
+      if (onAbort) signal?.removeEventListener('abort', onAbort);
     }
   }
 

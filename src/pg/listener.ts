@@ -9,6 +9,13 @@ export interface ListenerOptions {
   minBackoffMs?: number;
   maxBackoffMs?: number;
   connectionTimeoutMs?: number;
+  /**
+   * How often an idle listener checks its server still answers. A LISTEN connection only reads,
+   * so without this a frozen or partitioned server (no FIN, no RST) would go unnoticed for hours.
+   */
+  heartbeatMs?: number;
+  /** A heartbeat unanswered this long counts as a lost connection. */
+  heartbeatTimeoutMs?: number;
 }
 
 /**
@@ -23,10 +30,18 @@ export class PgListener extends EventEmitter {
   #connected = false;
   #backoffMs: number;
   #timer: NodeJS.Timeout | undefined;
+  #heartbeat: NodeJS.Timeout | undefined;
 
   constructor(options: ListenerOptions) {
     super();
-    this.#options = { minBackoffMs: 100, maxBackoffMs: 5_000, connectionTimeoutMs: 3_000, ...options };
+    this.#options = {
+      minBackoffMs: 100,
+      maxBackoffMs: 5_000,
+      connectionTimeoutMs: 3_000,
+      heartbeatMs: 2_000,
+      heartbeatTimeoutMs: 3_000,
+      ...options,
+    };
     this.#backoffMs = this.#options.minBackoffMs;
   }
 
@@ -43,6 +58,7 @@ export class PgListener extends EventEmitter {
   async close(): Promise<void> {
     this.#closed = true;
     clearTimeout(this.#timer);
+    clearInterval(this.#heartbeat);
     const client = this.#client;
     this.#client = undefined;
     this.#connected = false;
@@ -73,12 +89,40 @@ export class PgListener extends EventEmitter {
     if (this.#client !== client || this.#closed) return;
     this.#connected = true;
     this.#backoffMs = this.#options.minBackoffMs;
+    this.#startHeartbeat(client);
     this.emit('connected');
+  }
+
+  /** Runs `SELECT 1` every heartbeatMs; no answer within heartbeatTimeoutMs loses the connection. */
+  #startHeartbeat(client: pg.Client): void {
+    clearInterval(this.#heartbeat);
+    let inFlight = false;
+    this.#heartbeat = setInterval(() => {
+      if (inFlight || this.#client !== client) return;
+      inFlight = true;
+      const timeout = setTimeout(
+        () => this.#lost(client, new Error('listener heartbeat unanswered; the server is unreachable')),
+        this.#options.heartbeatTimeoutMs,
+      );
+      timeout.unref();
+      client.query('SELECT 1').then(
+        () => {
+          clearTimeout(timeout);
+          inFlight = false;
+        },
+        (err: unknown) => {
+          clearTimeout(timeout);
+          this.#lost(client, err instanceof Error ? err : new Error(String(err)));
+        },
+      );
+    }, this.#options.heartbeatMs);
+    this.#heartbeat.unref();
   }
 
   #lost(client: pg.Client, err: Error): void {
     if (this.#client !== client) return;
     this.#client = undefined;
+    clearInterval(this.#heartbeat);
     const wasConnected = this.#connected;
     this.#connected = false;
     void client.end().catch(() => undefined);

@@ -18,6 +18,14 @@ interface ShardFeed {
   bySchema: Map<string, Set<HandoffSubscriber>>;
   /** Fetches run one after another so subscribers see handoffs in commit order. */
   chain: Promise<void>;
+  /** Set when retired or failed; it is then out of the map and takes no subscriber. */
+  closed: boolean;
+}
+
+/** A shard's feed while it opens and once open; `feed` is set as soon as it is. */
+interface FeedEntry {
+  opening: Promise<ShardFeed>;
+  feed?: ShardFeed;
 }
 
 /**
@@ -28,7 +36,7 @@ interface ShardFeed {
  */
 export class HandoffFeed {
   readonly #pools: ShardPools;
-  readonly #feeds = new Map<string, Promise<ShardFeed>>();
+  readonly #feeds = new Map<string, FeedEntry>();
 
   constructor(pools: ShardPools) {
     this.#pools = pools;
@@ -36,13 +44,15 @@ export class HandoffFeed {
 
   /** Subscribes to a schema (the raw schema name) on a shard; returns the unsubscribe function. */
   async subscribe(shard: string, schema: string, subscriber: HandoffSubscriber): Promise<() => void> {
-    const feed = await this.#feedFor(shard);
+    let feed = await this.#feedFor(shard);
+    // Its last subscriber may have left (or the shard failed) while we waited: open a new one.
+    while (feed.closed) feed = await this.#feedFor(shard);
     let set = feed.bySchema.get(schema);
     if (!set) feed.bySchema.set(schema, (set = new Set()));
     set.add(subscriber);
     return () => {
       set.delete(subscriber);
-      if (set.size === 0) feed.bySchema.delete(schema);
+      if (set.size === 0 && feed.bySchema.get(schema) === set) feed.bySchema.delete(schema);
       if (feed.bySchema.size === 0) this.#retire(shard, feed);
     };
   }
@@ -52,8 +62,8 @@ export class HandoffFeed {
     const entries = [...this.#feeds.entries()];
     this.#feeds.clear();
     const closing = new ShardgateError('unavailable', 'this gateway is shutting down; watch again');
-    for (const [shard, opening] of entries) {
-      const feed = await opening.catch(() => undefined);
+    for (const [shard, entry] of entries) {
+      const feed = await entry.opening.catch(() => undefined);
       if (feed) this.#fail(shard, feed, closing);
     }
   }
@@ -61,13 +71,15 @@ export class HandoffFeed {
   /** One feed per shard; concurrent first subscribers share the same opening. */
   #feedFor(shard: string): Promise<ShardFeed> {
     const existing = this.#feeds.get(shard);
-    if (existing) return existing;
-    const opening = this.#open(shard);
-    this.#feeds.set(shard, opening);
-    opening.catch(() => {
-      if (this.#feeds.get(shard) === opening) this.#feeds.delete(shard);
+    if (existing) return existing.opening;
+    const entry: FeedEntry = {
+      opening: this.#open(shard).then((feed) => (entry.feed = feed)),
+    };
+    this.#feeds.set(shard, entry);
+    entry.opening.catch(() => {
+      if (this.#feeds.get(shard) === entry) this.#feeds.delete(shard);
     });
-    return opening;
+    return entry.opening;
   }
 
   async #open(shard: string): Promise<ShardFeed> {
@@ -77,20 +89,25 @@ export class HandoffFeed {
       await listener.close();
       throw shardUnavailable(shard);
     }
-    const feed: ShardFeed = { listener, bySchema: new Map(), chain: Promise.resolve() };
+    const feed: ShardFeed = { listener, bySchema: new Map(), chain: Promise.resolve(), closed: false };
     listener.on('notification', (payload: string) => this.#onNotification(shard, feed, payload));
     listener.on('disconnected', (err: Error) => this.#fail(shard, feed, shardUnavailable(shard, err)));
     return feed;
   }
 
-  /** Closes a feed nobody watches any more, unless a new subscriber already joined it. */
+  /**
+   * Closes a feed nobody watches any more. Synchronous on purpose: a subscriber that joins in the
+   * same tick must find either this feed still open or no feed, never one about to close.
+   */
   #retire(shard: string, feed: ShardFeed): void {
-    const current = this.#feeds.get(shard);
-    void current?.then((f) => {
-      if (f !== feed || feed.bySchema.size > 0) return;
-      if (this.#feeds.get(shard) === current) this.#feeds.delete(shard);
-      void feed.listener.close();
-    }, () => undefined);
+    if (feed.closed || feed.bySchema.size > 0) return;
+    this.#close(shard, feed);
+  }
+
+  #close(shard: string, feed: ShardFeed): void {
+    feed.closed = true;
+    if (this.#feeds.get(shard)?.feed === feed) this.#feeds.delete(shard);
+    void feed.listener.close();
   }
 
   #onNotification(shard: string, feed: ShardFeed, payload: string): void {
@@ -112,11 +129,7 @@ export class HandoffFeed {
 
   /** Ends every subscription on the shard: a watcher must know it may have missed handoffs. */
   #fail(shard: string, feed: ShardFeed, err: Error): void {
-    const current = this.#feeds.get(shard);
-    void current?.then((f) => {
-      if (f === feed && this.#feeds.get(shard) === current) this.#feeds.delete(shard);
-    }, () => undefined);
-    void feed.listener.close();
+    this.#close(shard, feed);
     const all = [...feed.bySchema.values()].flatMap((set) => [...set]);
     feed.bySchema.clear();
     for (const s of all) s.onError(err);

@@ -50,15 +50,26 @@ export const handoffs = {
   },
 
   async list(db: Database, schema: string, q: HandoffQuery, signal?: AbortSignal): Promise<HandoffRecord[]> {
-    const res = await db.query<HandoffRecord>(
-      `SELECT ${COLUMNS} FROM ${schema}.handoffs
+    const { text, values } = handoffs.listQuery(schema, q);
+    const res = await db.query<HandoffRecord>(text, values, signal);
+    return res.rows;
+  },
+
+  /**
+   * The list statement and its parameters. Exported so a test can EXPLAIN the exact text: every
+   * filter is `($n IS NULL OR col = $n)`, which the planner folds away for each bound value, so
+   * the agents and created_at indexes stay usable.
+   */
+  listQuery(schema: string, q: HandoffQuery): { text: string; values: unknown[] } {
+    return {
+      text: `SELECT ${COLUMNS} FROM ${schema}.handoffs
        WHERE ($1::text IS NULL OR from_agent = $1)
          AND ($2::text IS NULL OR to_agent = $2)
          AND ($3::timestamptz IS NULL OR created_at >= $3)
          AND ($4::timestamptz IS NULL OR created_at < $4)
          AND ($5::timestamptz IS NULL OR (created_at, id) < ($5, $6::uuid))
        ORDER BY created_at DESC, id DESC LIMIT $7`,
-      [
+      values: [
         q.fromAgent ?? null,
         q.toAgent ?? null,
         q.createdAfter ?? null,
@@ -67,9 +78,7 @@ export const handoffs = {
         q.before?.id ?? null,
         q.limit,
       ],
-      signal,
-    );
-    return res.rows;
+    };
   },
 
   async latestTo(db: Database, schema: string, toAgent: string, signal?: AbortSignal): Promise<HandoffRecord | undefined> {
