@@ -7,6 +7,10 @@ import type { GatewayConfig } from './core/config.js';
 import type { ShardName } from './core/ids.js';
 import { migrateClientSchemas } from './jobs/schema-migrator.js';
 import { Database } from './pg/database.js';
+import { MoveJournal } from './catalog/move-journal.js';
+import { TopologyAdmin } from './catalog/topology-admin.js';
+import { Failpoints } from './core/failpoints.js';
+import { TenantMover } from './rebalance/tenant-mover.js';
 import { Router, type Placement } from './router/router.js';
 import { quoteSchema } from './shards/client-schema.js';
 import { HandoffFeed } from './shards/handoff-feed.js';
@@ -31,6 +35,7 @@ export interface RunningGateway {
 export async function startGateway(
   config: GatewayConfig & { catalogUrl: string },
   log: Logger,
+  options: { failpoints?: Failpoints } = {},
 ): Promise<RunningGateway> {
   const dbOptions = { ...config.pool, onError: (err: Error) => log.warn({ err }, 'idle connection error') };
   const catalogDb = new Database({ ...dbOptions, url: config.catalogUrl, label: 'the catalog' });
@@ -75,13 +80,39 @@ export async function startGateway(
   await refreshTopology();
 
   const feed = new HandoffFeed(pools);
-  const context: GatewayContext = { catalog, router, pools, feed, shared, log };
+  const journal = new MoveJournal(catalogDb);
+  const mover = new TenantMover({
+    catalog,
+    journal,
+    pools,
+    catalogUrl: config.catalogUrl,
+    failpoints: options.failpoints ?? Failpoints.fromEnv(process.env.SHARDGATE_FAILPOINTS),
+    log,
+  });
+  const context: GatewayContext = {
+    catalog,
+    router,
+    pools,
+    feed,
+    shared,
+    topologyAdmin: new TopologyAdmin(catalogDb),
+    journal,
+    mover,
+    refreshTopology,
+    probeShard: (url, signal) => probeShard(url, config, signal),
+    log,
+  };
   const { server, health } = createGrpcServer(context);
   const port = await server.listen(config.listen);
   const host = config.listen.slice(0, config.listen.lastIndexOf(':'));
   health.setStatus('healthy');
 
   void migrateInBackground(context, log);
+  // Moves whose process died are taken over (rolled back or finished) by whoever gets their lock.
+  const recoverMoves = (): void => void mover.recover().catch((err: unknown) => log.warn({ err }, 'move recovery'));
+  recoverMoves();
+  const recoveryTimer = setInterval(recoverMoves, MOVE_RECOVERY_INTERVAL_MS);
+  recoveryTimer.unref();
 
   return {
     address: `${host}:${port}`,
@@ -89,7 +120,9 @@ export async function startGateway(
     context,
     async close(graceMs = 5_000) {
       health.setStatus('unhealthy');
+      clearInterval(recoveryTimer);
       const timer = setTimeout(() => server.forceShutdown(), graceMs);
+      await Promise.race([mover.idle(), new Promise((r) => setTimeout(r, graceMs).unref())]);
       await feed.close();
       await server.shutdown();
       clearTimeout(timer);
@@ -100,8 +133,27 @@ export async function startGateway(
   };
 }
 
+/** How often a gateway looks for moves whose process died. */
+const MOVE_RECOVERY_INTERVAL_MS = 10_000;
+
+async function probeShard(url: string, config: GatewayConfig, signal: AbortSignal): Promise<void> {
+  const db = new Database({ ...config.pool, max: 1, url, label: 'the new shard', onError: () => undefined });
+  try {
+    await db.query('SELECT 1', [], signal);
+  } finally {
+    await db.close();
+  }
+}
+
 function toPlacement(t: TenantRecord): Placement {
-  return { clientId: t.clientId, shard: t.shard, schema: t.schema, schemaIdent: quoteSchema(t.schema), status: t.status };
+  return {
+    clientId: t.clientId,
+    shard: t.shard,
+    schema: t.schema,
+    schemaIdent: quoteSchema(t.schema),
+    status: t.status,
+    writesPaused: t.writesPaused,
+  };
 }
 
 async function migrateInBackground(ctx: GatewayContext, log: Logger): Promise<void> {

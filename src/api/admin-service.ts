@@ -1,11 +1,29 @@
-import { unknownClient } from '../core/errors.js';
-import { parseClientId } from '../core/ids.js';
-import { ShardState, type AdminServiceImplementation } from '../gen/shardgate/v1/admin.js';
+import type { ShardRecord } from '../catalog/catalog.js';
+import { invalidArgument, unknownClient } from '../core/errors.js';
+import { parseClientId, parseShardName } from '../core/ids.js';
+import {
+  ShardState,
+  type AdminServiceImplementation,
+  type Shard,
+} from '../gen/shardgate/v1/admin.js';
+import { createMoveHandlers } from './admin-moves.js';
 import { tenantStatusToProto } from './convert.js';
 import type { GatewayContext } from './gateway-context.js';
 
-/** AdminService: topology and placement, read from the catalog (never from caches). */
+const URL_PATTERN = /^postgres(ql)?:\/\//;
+
+/** AdminService: topology, placement, shard changes and moves; reads come from the catalog. */
 export function createAdminService(ctx: GatewayContext): AdminServiceImplementation {
+  const shardToProto = (s: ShardRecord, tenantCount = 0): Shard => ({
+    name: s.name,
+    weight: s.weight,
+    address: redactUrl(s.url),
+    state: s.state === 'active' ? ShardState.SHARD_STATE_ACTIVE : ShardState.SHARD_STATE_DRAINING,
+    tenantCount,
+  });
+  const withCount = async (s: ShardRecord, signal: AbortSignal): Promise<Shard> =>
+    shardToProto(s, (await ctx.catalog.countTenantsByShard(signal)).get(s.name) ?? 0);
+
   return {
     async getTopology(_req, { signal }) {
       const [topology, counts] = await Promise.all([
@@ -13,13 +31,7 @@ export function createAdminService(ctx: GatewayContext): AdminServiceImplementat
         ctx.catalog.countTenantsByShard(signal),
       ]);
       return {
-        shards: topology.shards.map((s) => ({
-          name: s.name,
-          weight: s.weight,
-          address: redactUrl(s.url),
-          state: s.state === 'active' ? ShardState.SHARD_STATE_ACTIVE : ShardState.SHARD_STATE_DRAINING,
-          tenantCount: counts.get(s.name) ?? 0,
-        })),
+        shards: topology.shards.map((s) => shardToProto(s, counts.get(s.name) ?? 0)),
         ringEpoch: topology.epoch,
         ringVnodes: topology.vnodes,
       };
@@ -39,7 +51,43 @@ export function createAdminService(ctx: GatewayContext): AdminServiceImplementat
         status: tenantStatusToProto(tenant.status),
       };
     },
+
+    async addShard(req, { signal }) {
+      const name = parseShardName(req.name, 'name');
+      if (!URL_PATTERN.test(req.dsn)) throw invalidArgument('dsn must be a postgres:// connection URL');
+      const weight = req.weight === 0 ? 100 : shardWeight(req.weight);
+      await ctx.probeShard(req.dsn, signal);
+      const change = await ctx.topologyAdmin.addShard({ name, url: req.dsn, weight }, signal);
+      await ctx.refreshTopology();
+      return { shard: shardToProto(change.shard), ringEpoch: change.epoch };
+    },
+
+    async drainShard(req, { signal }) {
+      const change = await ctx.topologyAdmin.setState(parseShardName(req.name, 'name'), 'draining', signal);
+      await ctx.refreshTopology();
+      return { shard: await withCount(change.shard, signal), ringEpoch: change.epoch };
+    },
+
+    async removeShard(req, { signal }) {
+      const ringEpoch = await ctx.topologyAdmin.removeShard(parseShardName(req.name, 'name'), signal);
+      await ctx.refreshTopology();
+      return { ringEpoch };
+    },
+
+    async setShardWeight(req, { signal }) {
+      const name = parseShardName(req.name, 'name');
+      const change = await ctx.topologyAdmin.setWeight(name, shardWeight(req.weight), signal);
+      await ctx.refreshTopology();
+      return { shard: await withCount(change.shard, signal), ringEpoch: change.epoch };
+    },
+
+    ...createMoveHandlers(ctx),
   };
+}
+
+function shardWeight(raw: number): number {
+  if (!Number.isInteger(raw) || raw < 1 || raw > 10_000) throw invalidArgument('weight must be 1 to 10000');
+  return raw;
 }
 
 /** `host:port/database` of a connection URL, without user or password. */

@@ -6,7 +6,7 @@ import type {
 } from '../gen/shardgate/v1/appointment.js';
 import { appointments, type AppointmentFields } from '../shards/appointments.js';
 import { appointmentStatusFromProto, appointmentToProto } from './convert.js';
-import { openClientScope, type GatewayContext } from './gateway-context.js';
+import { withClient, type GatewayContext } from './gateway-context.js';
 import { cursorDate, cursorString, decodePageToken, encodePageToken } from './page-token.js';
 import * as v from './validate.js';
 
@@ -25,17 +25,19 @@ export function createAppointmentService(ctx: GatewayContext): AppointmentServic
         serviceType: v.text(a.serviceType, 'appointment.service_type', 1, 200),
         status: appointmentStatusFromProto(a.status, 'appointment.status', 'scheduled'),
       };
-      const scope = await openClientScope(ctx, req.clientId, signal);
-      const row = await appointments.create(scope.db, scope.schema, fields, signal);
-      return { appointment: appointmentToProto(row) };
+      return withClient(ctx, req.clientId, signal, 'write', async (scope) => {
+        const row = await appointments.create(scope.db, scope.schema, fields, signal);
+        return { appointment: appointmentToProto(row) };
+      });
     },
 
     async getAppointment(req, { signal }) {
       const id = v.uuid(req.id);
-      const scope = await openClientScope(ctx, req.clientId, signal);
-      const row = await appointments.get(scope.db, scope.schema, id, signal);
-      if (!row) throw appointmentNotFound(req.clientId, id);
-      return { appointment: appointmentToProto(row) };
+      return withClient(ctx, req.clientId, signal, 'read', async (scope) => {
+        const row = await appointments.get(scope.db, scope.schema, id, signal);
+        if (!row) throw appointmentNotFound(req.clientId, id);
+        return { appointment: appointmentToProto(row) };
+      });
     },
 
     async listAppointments(req, { signal }) {
@@ -46,20 +48,21 @@ export function createAppointmentService(ctx: GatewayContext): AppointmentServic
       const filters = ['appointments', req.clientId, scheduledAfter?.getTime(), scheduledBefore?.getTime(), statuses];
       const cursor = decodePageToken(req.pageToken, filters);
       const after = cursor && { scheduledAt: cursorDate(cursor[0]), id: v.uuid(cursorString(cursor[1]), 'page_token') };
-      const scope = await openClientScope(ctx, req.clientId, signal);
-      const rows = await appointments.list(
-        scope.db,
-        scope.schema,
-        { scheduledAfter, scheduledBefore, statuses, after, limit: limit + 1 },
-        signal,
-      );
-      const page = rows.slice(0, limit);
-      const last = page.at(-1);
-      return {
-        appointments: page.map(appointmentToProto),
-        nextPageToken:
-          rows.length > limit && last ? encodePageToken(filters, [last.scheduledAt.getTime(), last.id]) : '',
-      };
+      return withClient(ctx, req.clientId, signal, 'read', async (scope) => {
+        const rows = await appointments.list(
+          scope.db,
+          scope.schema,
+          { scheduledAfter, scheduledBefore, statuses, after, limit: limit + 1 },
+          signal,
+        );
+        const page = rows.slice(0, limit);
+        const last = page.at(-1);
+        return {
+          appointments: page.map(appointmentToProto),
+          nextPageToken:
+            rows.length > limit && last ? encodePageToken(filters, [last.scheduledAt.getTime(), last.id]) : '',
+        };
+      });
     },
 
     async updateAppointment(req, { signal }) {
@@ -67,21 +70,23 @@ export function createAppointmentService(ctx: GatewayContext): AppointmentServic
       if (!a) throw invalidArgument('appointment is required');
       const id = v.uuid(a.id, 'appointment.id');
       const changes = changesFromMask(req, a);
-      const scope = await openClientScope(ctx, req.clientId, signal);
-      const row = await appointments.update(scope.db, scope.schema, id, changes, signal);
-      if (!row) throw appointmentNotFound(req.clientId, id);
-      return { appointment: appointmentToProto(row) };
+      return withClient(ctx, req.clientId, signal, 'write', async (scope) => {
+        const row = await appointments.update(scope.db, scope.schema, id, changes, signal);
+        if (!row) throw appointmentNotFound(req.clientId, id);
+        return { appointment: appointmentToProto(row) };
+      });
     },
 
     async cancelAppointment(req, { signal }) {
       const id = v.uuid(req.id);
-      const scope = await openClientScope(ctx, req.clientId, signal);
-      const row = await appointments.cancel(scope.db, scope.schema, id, signal);
-      if (!row) throw appointmentNotFound(req.clientId, id);
-      if (row.status === 'completed') {
-        throw new ShardgateError('failed-precondition', `appointment ${id} is completed and cannot be cancelled`);
-      }
-      return { appointment: appointmentToProto(row) };
+      return withClient(ctx, req.clientId, signal, 'write', async (scope) => {
+        const row = await appointments.cancel(scope.db, scope.schema, id, signal);
+        if (!row) throw appointmentNotFound(req.clientId, id);
+        if (row.status === 'completed') {
+          throw new ShardgateError('failed-precondition', `appointment ${id} is completed and cannot be cancelled`);
+        }
+        return { appointment: appointmentToProto(row) };
+      });
     },
   };
 }

@@ -1,7 +1,10 @@
 import type { Catalog } from '../catalog/catalog.js';
-import { tenantNotActive } from '../core/errors.js';
-import { parseClientId } from '../core/ids.js';
+import type { MoveJournal } from '../catalog/move-journal.js';
+import type { TopologyAdmin } from '../catalog/topology-admin.js';
+import { isShardgateError, ShardgateError, tenantNotActive } from '../core/errors.js';
+import { parseClientId, type ClientId } from '../core/ids.js';
 import type { Database } from '../pg/database.js';
+import type { TenantMover } from '../rebalance/tenant-mover.js';
 import type { Placement, Router } from '../router/router.js';
 import type { HandoffFeed } from '../shards/handoff-feed.js';
 import type { ShardPools } from '../shards/shard-pools.js';
@@ -14,6 +17,13 @@ export interface GatewayContext {
   readonly pools: ShardPools;
   readonly feed: HandoffFeed;
   readonly shared: SharedStore;
+  readonly topologyAdmin: TopologyAdmin;
+  readonly journal: MoveJournal;
+  readonly mover: TenantMover;
+  /** Reloads shards and ring from the catalog now (other replicas follow by NOTIFY). */
+  refreshTopology(): Promise<void>;
+  /** Checks a new shard answers before it is registered; UNAVAILABLE otherwise. */
+  probeShard(url: string, signal: AbortSignal): Promise<void>;
   readonly log: { warn(obj: object, msg: string): void; error(obj: object, msg: string): void };
 }
 
@@ -25,6 +35,11 @@ export interface ClientScope {
   readonly schema: string;
 }
 
+/** Longest a write waits for a move's cutover to finish before it fails UNAVAILABLE. */
+export const MAX_WRITE_PAUSE_MS = 10_000;
+/** Re-reads of a stale placement before giving up. */
+const MAX_PLACEMENT_RETRIES = 3;
+
 /**
  * The hot path of every tenant-scoped call: validate the id (before any SQL), resolve its
  * placement (a Map lookup when cached), refuse non-active tenants, pick the shard's pool.
@@ -35,7 +50,58 @@ export async function openClientScope(
   signal: AbortSignal,
 ): Promise<ClientScope> {
   const clientId = parseClientId(rawClientId);
+  return scopeOf(ctx, await placementOf(ctx, clientId, signal));
+}
+
+/**
+ * Runs one tenant-scoped operation and follows the client if it moves: a write waits while the
+ * client's writes are paused for a cutover, and an operation the old shard refused (the move's
+ * fence, or a schema already dropped there) re-reads the placement from the catalog and runs
+ * again on the new shard. The retried work had no effect: the fence fires before any row changes.
+ */
+export async function withClient<T>(
+  ctx: GatewayContext,
+  rawClientId: string,
+  signal: AbortSignal,
+  access: 'read' | 'write',
+  fn: (scope: ClientScope) => Promise<T>,
+): Promise<T> {
+  const clientId = parseClientId(rawClientId);
+  for (let attempt = 0; ; attempt++) {
+    let placement = await placementOf(ctx, clientId, signal);
+    if (access === 'write' && placement.writesPaused) placement = await waitForResume(ctx, clientId, signal);
+    try {
+      return await fn(scopeOf(ctx, placement));
+    } catch (err) {
+      if (!isShardgateError(err) || err.reason !== 'placement-stale' || attempt >= MAX_PLACEMENT_RETRIES) {
+        throw err;
+      }
+      ctx.router.invalidate(clientId);
+    }
+  }
+}
+
+async function placementOf(ctx: GatewayContext, clientId: ClientId, signal: AbortSignal): Promise<Placement> {
   const placement = ctx.router.cached(clientId) ?? (await ctx.router.resolve(clientId, signal));
   if (placement.status !== 'active') throw tenantNotActive(clientId, placement.status);
+  return placement;
+}
+
+function scopeOf(ctx: GatewayContext, placement: Placement): ClientScope {
   return { placement, db: ctx.pools.get(placement.shard), schema: placement.schemaIdent };
+}
+
+/** Waits (bounded) until the client's writes resume; re-reads the catalog at least every 100 ms. */
+async function waitForResume(ctx: GatewayContext, clientId: ClientId, signal: AbortSignal): Promise<Placement> {
+  const giveUpAt = Date.now() + MAX_WRITE_PAUSE_MS;
+  for (;;) {
+    await ctx.router.waitForChange(clientId, Math.min(100, Math.max(0, giveUpAt - Date.now())), signal);
+    if (signal.aborted) throw new ShardgateError('cancelled', 'the call was cancelled while the client was moving');
+    ctx.router.invalidate(clientId);
+    const placement = await placementOf(ctx, clientId, signal);
+    if (!placement.writesPaused) return placement;
+    if (Date.now() >= giveUpAt) {
+      throw new ShardgateError('unavailable', `client '${clientId}' is being moved and its writes are paused; retry`);
+    }
+  }
 }

@@ -12,6 +12,7 @@ import { createAdminService } from './admin-service.js';
 import { createAppointmentService } from './appointment-service.js';
 import { toServerError } from './error-status.js';
 import type { GatewayContext } from './gateway-context.js';
+import { decodeLeniently, rejectUndecodable } from './lenient-decoding.js';
 import { createHandoffService } from './handoff-service.js';
 import { createSharedService } from './shared-service.js';
 import { createStateService } from './state-service.js';
@@ -33,12 +34,12 @@ export function createGrpcServer(ctx: GatewayContext): { server: Server; health:
     'grpc.max_receive_message_length': 4 * 1024 * 1024,
     'grpc.keepalive_time_ms': 60_000,
   }).use(errorMapping((err) => ctx.log.error({ err }, 'call failed')));
-  server.add(TenantServiceDefinition, createTenantService(ctx));
-  server.add(AppointmentServiceDefinition, createAppointmentService(ctx));
-  server.add(HandoffServiceDefinition, createHandoffService(ctx));
-  server.add(StateServiceDefinition, createStateService(ctx));
-  server.add(SharedServiceDefinition, createSharedService(ctx));
-  server.add(AdminServiceDefinition, createAdminService(ctx));
+  server.add(decodeLeniently(TenantServiceDefinition), createTenantService(ctx));
+  server.add(decodeLeniently(AppointmentServiceDefinition), createAppointmentService(ctx));
+  server.add(decodeLeniently(HandoffServiceDefinition), createHandoffService(ctx));
+  server.add(decodeLeniently(StateServiceDefinition), createStateService(ctx));
+  server.add(decodeLeniently(SharedServiceDefinition), createSharedService(ctx));
+  server.add(decodeLeniently(AdminServiceDefinition), createAdminService(ctx));
 
   const health = serverWideHealth(HealthState(), serviceNames);
   server.add(HealthDefinition, HealthServiceImpl(health));
@@ -69,6 +70,7 @@ function errorMapping(logUnexpected: (err: unknown) => void) {
     context: CallContext,
   ) {
     try {
+      rejectUndecodable(call.method.path, call.request);
       return yield* call.next(call.request, context);
     } catch (err) {
       throw toServerError(err, logUnexpected);

@@ -1,9 +1,10 @@
 import { on, EventEmitter } from 'node:events';
-import { invalidArgument, notFound } from '../core/errors.js';
+import { invalidArgument, notFound, placementStale } from '../core/errors.js';
+import type { Placement } from '../router/router.js';
 import type { HandoffServiceImplementation } from '../gen/shardgate/v1/handoff.js';
 import { handoffs, type HandoffRecord } from '../shards/handoffs.js';
 import { handoffToProto } from './convert.js';
-import { openClientScope, type GatewayContext } from './gateway-context.js';
+import { openClientScope, withClient, type GatewayContext } from './gateway-context.js';
 import { cursorDate, cursorString, decodePageToken, encodePageToken } from './page-token.js';
 import * as v from './validate.js';
 
@@ -20,9 +21,10 @@ export function createHandoffService(ctx: GatewayContext): HandoffServiceImpleme
         summaryJson: v.jsonObject(h.summary, 'handoff.summary'),
       };
       if (input.version < 0) throw invalidArgument('handoff.version must not be negative');
-      const scope = await openClientScope(ctx, req.clientId, signal);
-      const row = await handoffs.append(scope.db, scope.schema, input, signal);
-      return { handoff: handoffToProto(row) };
+      return withClient(ctx, req.clientId, signal, 'write', async (scope) => {
+        const row = await handoffs.append(scope.db, scope.schema, input, signal);
+        return { handoff: handoffToProto(row) };
+      });
     },
 
     async listHandoffs(req, { signal }) {
@@ -34,28 +36,30 @@ export function createHandoffService(ctx: GatewayContext): HandoffServiceImpleme
       const filters = [req.clientId, fromAgent, toAgent, createdAfter?.getTime(), createdBefore?.getTime()];
       const cursor = decodePageToken(req.pageToken, filters);
       const before = cursor && { createdAt: cursorDate(cursor[0]), id: v.uuid(cursorString(cursor[1]), 'page_token') };
-      const scope = await openClientScope(ctx, req.clientId, signal);
-      const rows = await handoffs.list(
-        scope.db,
-        scope.schema,
-        { fromAgent, toAgent, createdAfter, createdBefore, before, limit: limit + 1 },
-        signal,
-      );
-      const page = rows.slice(0, limit);
-      const last = page.at(-1);
-      return {
-        handoffs: page.map(handoffToProto),
-        nextPageToken:
-          rows.length > limit && last ? encodePageToken(filters, [last.createdAt.getTime(), last.id]) : '',
-      };
+      return withClient(ctx, req.clientId, signal, 'read', async (scope) => {
+        const rows = await handoffs.list(
+          scope.db,
+          scope.schema,
+          { fromAgent, toAgent, createdAfter, createdBefore, before, limit: limit + 1 },
+          signal,
+        );
+        const page = rows.slice(0, limit);
+        const last = page.at(-1);
+        return {
+          handoffs: page.map(handoffToProto),
+          nextPageToken:
+            rows.length > limit && last ? encodePageToken(filters, [last.createdAt.getTime(), last.id]) : '',
+        };
+      });
     },
 
     async getLatestHandoff(req, { signal }) {
       const toAgent = v.agentName(req.toAgent, 'to_agent');
-      const scope = await openClientScope(ctx, req.clientId, signal);
-      const row = await handoffs.latestTo(scope.db, scope.schema, toAgent, signal);
-      if (!row) throw notFound(`client '${req.clientId}' has no handoff to '${toAgent}'`);
-      return { handoff: handoffToProto(row) };
+      return withClient(ctx, req.clientId, signal, 'read', async (scope) => {
+        const row = await handoffs.latestTo(scope.db, scope.schema, toAgent, signal);
+        if (!row) throw notFound(`client '${req.clientId}' has no handoff to '${toAgent}'`);
+        return { handoff: handoffToProto(row) };
+      });
     },
 
     /**
@@ -74,6 +78,10 @@ export function createHandoffService(ctx: GatewayContext): HandoffServiceImpleme
         },
         onError: (err) => events.emit('error', err),
       });
+      const stopFollowing = new AbortController();
+      void endWhenMoved(ctx, scope.placement, AbortSignal.any([signal, stopFollowing.signal]), (err) =>
+        events.emit('error', err),
+      );
       try {
         // nice-grpc's sendHeader() sends nothing while the header is empty, so say something.
         context.header.set('shardgate-watch', 'subscribed');
@@ -84,8 +92,31 @@ export function createHandoffService(ctx: GatewayContext): HandoffServiceImpleme
       } catch (err) {
         if (!signal.aborted) throw err;
       } finally {
+        stopFollowing.abort();
         unsubscribe();
       }
     },
   };
+}
+
+/**
+ * Ends a watch with UNAVAILABLE once its client's placement moves to another shard: handoffs are
+ * then written there, and the caller re-watches (catching up with ListHandoffs' created_after).
+ */
+async function endWhenMoved(
+  ctx: GatewayContext,
+  placement: Placement,
+  signal: AbortSignal,
+  fail: (err: Error) => void,
+): Promise<void> {
+  while (!signal.aborted) {
+    await ctx.router.waitForChange(placement.clientId, 60_000, signal);
+    if (signal.aborted) return;
+    const now = await ctx.router.resolve(placement.clientId, signal).catch(() => undefined);
+    if (signal.aborted) return;
+    if (!now || now.shard !== placement.shard) {
+      fail(placementStale(placement.shard));
+      return;
+    }
+  }
 }

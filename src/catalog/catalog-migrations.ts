@@ -55,4 +55,35 @@ export const catalogMigrations: readonly { version: number; name: string; sql: s
         FOR EACH STATEMENT EXECUTE FUNCTION shardgate.notify_topology_change();
     `,
   },
+  {
+    version: 2,
+    name: 'move journal and per-client write pause',
+    sql: `
+      ALTER TABLE shardgate.tenants ADD COLUMN writes_paused boolean NOT NULL DEFAULT false;
+      -- Moved on purpose by an operator: Rebalance leaves the client where it is.
+      ALTER TABLE shardgate.tenants ADD COLUMN pinned boolean NOT NULL DEFAULT false;
+      CREATE TABLE shardgate.moves (
+        id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+        client_id text NOT NULL,
+        source_shard text NOT NULL,
+        target_shard text NOT NULL,
+        reason text NOT NULL CHECK (reason IN ('ring', 'drain', 'manual')),
+        phase text NOT NULL,
+        state text NOT NULL CHECK (state IN ('running', 'succeeded', 'failed', 'cancelled')),
+        rows_copied bigint NOT NULL DEFAULT 0,
+        rows_total bigint NOT NULL DEFAULT 0,
+        bytes_total bigint NOT NULL DEFAULT 0,
+        write_pause_ms bigint,
+        error text,
+        cancel_requested boolean NOT NULL DEFAULT false,
+        created_at timestamptz NOT NULL DEFAULT date_trunc('milliseconds', now()),
+        updated_at timestamptz NOT NULL DEFAULT date_trunc('milliseconds', now()),
+        finished_at timestamptz
+      );
+      -- At most one running move per client: a second MoveTenant fails instead of racing.
+      CREATE UNIQUE INDEX moves_one_running_per_client ON shardgate.moves (client_id)
+        WHERE state = 'running';
+      CREATE INDEX moves_created_idx ON shardgate.moves (created_at DESC, id DESC);
+    `,
+  },
 ];

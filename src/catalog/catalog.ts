@@ -33,6 +33,17 @@ export interface TenantRecord {
   readonly createdAt: Date;
   readonly updatedAt: Date;
   readonly churnedAt: Date | null;
+  /** True during a move's cutover: writes wait until the placement flips (or the move rolls back). */
+  readonly writesPaused: boolean;
+}
+
+/** A directory entry reduced to what rebalance planning needs. */
+export interface PlacementRow {
+  readonly clientId: ClientId;
+  readonly shard: ShardName;
+  readonly schema: string;
+  /** Moved on purpose by an operator: a rebalance leaves it alone unless its shard drains. */
+  readonly pinned: boolean;
 }
 
 /** Filters and keyset position for listing tenants in client_id order. */
@@ -81,6 +92,10 @@ export interface Catalog {
   /** Tenants on `shard` whose schema is older than `version`, in client_id order. */
   listTenantsBehind(shard: ShardName, version: number, afterClientId: string, limit: number): Promise<TenantRecord[]>;
   countTenantsByShard(signal?: AbortSignal): Promise<Map<string, number>>;
+  /** Every tenant's client id and shard, for planning a rebalance. */
+  listPlacements(signal?: AbortSignal): Promise<PlacementRow[]>;
+  /** Pauses or resumes a client's writes (the cutover of a move). */
+  setWritesPaused(clientId: ClientId, paused: boolean): Promise<void>;
   /** Starts the change feed; `resync` means events may have been missed (drop all caches). */
   watch(onChange: (event: CatalogEvent) => void): Promise<void>;
   /** True while the change feed is live, so caches may be trusted. */

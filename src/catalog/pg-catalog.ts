@@ -4,6 +4,7 @@ import type { Database } from '../pg/database.js';
 import { PgListener } from '../pg/listener.js';
 import type {
   Catalog,
+  PlacementRow,
   CatalogEvent,
   ListTenantsQuery,
   ShardRecord,
@@ -18,7 +19,7 @@ const CHANNEL = 'shardgate_catalog';
 const MIGRATION_LOCK_KEY = 7_270_451_001;
 
 const TENANT_COLUMNS =
-  'client_id, schema_name, shard, status, schema_version, created_at, updated_at, churned_at';
+  'client_id, schema_name, shard, status, schema_version, created_at, updated_at, churned_at, writes_paused';
 
 interface TenantRow {
   client_id: string;
@@ -29,6 +30,7 @@ interface TenantRow {
   created_at: Date;
   updated_at: Date;
   churned_at: Date | null;
+  writes_paused: boolean;
 }
 
 /** The catalog in a PostgreSQL database (schema `shardgate`), with LISTEN/NOTIFY as change feed. */
@@ -241,6 +243,23 @@ export class PgCatalog implements Catalog {
     return new Map(res.rows.map((r) => [r.shard, Number(r.n)]));
   }
 
+  async listPlacements(signal?: AbortSignal): Promise<PlacementRow[]> {
+    const res = await this.#db.query<PlacementRow>(
+      `SELECT client_id AS "clientId", shard, schema_name AS schema, pinned FROM shardgate.tenants
+       WHERE status <> 'provisioning' ORDER BY client_id`,
+      [],
+      signal,
+    );
+    return res.rows;
+  }
+
+  async setWritesPaused(clientId: ClientId, paused: boolean): Promise<void> {
+    await this.#db.query('UPDATE shardgate.tenants SET writes_paused = $2 WHERE client_id = $1', [
+      clientId,
+      paused,
+    ]);
+  }
+
   async watch(onChange: (event: CatalogEvent) => void): Promise<void> {
     const listener = new PgListener({ url: this.#url, channel: CHANNEL });
     this.#listener = listener;
@@ -268,5 +287,6 @@ function toTenant(r: TenantRow): TenantRecord {
     createdAt: r.created_at,
     updatedAt: r.updated_at,
     churnedAt: r.churned_at,
+    writesPaused: r.writes_paused,
   };
 }

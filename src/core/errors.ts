@@ -19,13 +19,29 @@ export type ErrorCode = (typeof errorCodes)[number];
  */
 export class ShardgateError extends Error {
   readonly code: ErrorCode;
+  /** A machine-readable refinement of `code` (AIP-193's ErrorInfo.reason), when one helps. */
+  readonly reason: ErrorReason | undefined;
 
-  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown; reason?: ErrorReason }) {
     super(message, options);
     this.name = 'ShardgateError';
     this.code = code;
+    this.reason = options?.reason;
   }
 }
+
+/**
+ * `placement-stale`: the shard refused or lacked the client's schema because the client moved
+ * (or is moving); the router re-reads the placement and retries, so callers rarely see it.
+ */
+export type ErrorReason = 'placement-stale';
+
+/** The client's data was not where the placement said: re-resolve and retry. */
+export const placementStale = (shard: string, cause?: unknown): ShardgateError =>
+  new ShardgateError('unavailable', `the client is moving off shard '${shard}'; retry`, {
+    cause,
+    reason: 'placement-stale',
+  });
 
 /** True for a ShardgateError, optionally of one code. */
 export function isShardgateError(err: unknown, code?: ErrorCode): err is ShardgateError {

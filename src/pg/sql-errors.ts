@@ -30,6 +30,14 @@ function fromSqlState(err: pg.DatabaseError, target: string): ShardgateError {
   const code = err.code ?? '';
   const make = (c: ShardgateError['code'], message: string): ShardgateError =>
     new ShardgateError(c, message, { cause: err });
+  // The move fence (SGMOV), or a client schema that is gone from this shard: the placement the
+  // caller routed by is stale. Not on message text: on SQLSTATE.
+  if (code === 'SGMOV' || code === '3F000' || code === '42P01') {
+    return new ShardgateError('unavailable', `the client is not (or no longer) served by ${target}; retry`, {
+      cause: err,
+      reason: 'placement-stale',
+    });
+  }
   if (code === '57014') {
     return make('deadline-exceeded', `${target} cancelled the statement (statement timeout)`);
   }

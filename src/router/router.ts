@@ -12,6 +12,8 @@ export interface Placement {
   /** The schema as a quoted SQL identifier, computed once per cache fill, not per call. */
   readonly schemaIdent: string;
   readonly status: PlacementStatus;
+  /** A move's cutover is under way: writes wait (bounded) for the flip. */
+  readonly writesPaused: boolean;
 }
 
 /** Options for a Router; the loader is the only way it reaches the directory. */
@@ -31,6 +33,8 @@ export interface RouterOptions {
 export class Router {
   readonly #options: Required<RouterOptions>;
   readonly #cache = new Map<string, Placement>();
+  /** Callers waiting for a client's directory entry to change (only during a move's cutover). */
+  readonly #waiters = new Map<string, Set<() => void>>();
   #generation = 0;
   #ring = new ShardRing([], 1, 0);
 
@@ -59,12 +63,34 @@ export class Router {
   invalidate(clientId: string): void {
     this.#generation++;
     this.#cache.delete(clientId);
+    const waiters = this.#waiters.get(clientId);
+    if (waiters) for (const wake of waiters) wake();
   }
 
   /** Forget everything (the change feed reconnected and may have missed events). */
   clear(): void {
     this.#generation++;
     this.#cache.clear();
+    for (const waiters of this.#waiters.values()) for (const wake of waiters) wake();
+  }
+
+  /** Resolves when the client's entry changes, after `timeoutMs`, or when `signal` fires. */
+  async waitForChange(clientId: string, timeoutMs: number, signal?: AbortSignal): Promise<void> {
+    let set = this.#waiters.get(clientId);
+    if (!set) this.#waiters.set(clientId, (set = new Set()));
+    const waiters = set;
+    await new Promise<void>((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', done);
+        waiters.delete(done);
+        if (waiters.size === 0 && this.#waiters.get(clientId) === waiters) this.#waiters.delete(clientId);
+        resolve();
+      };
+      const timer = setTimeout(done, timeoutMs);
+      signal?.addEventListener('abort', done, { once: true });
+      waiters.add(done);
+    });
   }
 
   /** Replaces the ring after a topology change. */

@@ -97,6 +97,22 @@ const admin: AdminServiceImplementation = {
     return { shards: [{ name: 'shard-1', weight: 100, tenantCount: 3 }], ringEpoch: 42 };
   },
   locate: unimplemented,
+  addShard: unimplemented,
+  drainShard: unimplemented,
+  removeShard: unimplemented,
+  setShardWeight: unimplemented,
+  planRebalance: unimplemented,
+  // eslint-disable-next-line require-yield
+  moveTenant: async function* () {
+    return unimplemented();
+  },
+  // eslint-disable-next-line require-yield
+  rebalance: async function* () {
+    return unimplemented();
+  },
+  listMoves: unimplemented,
+  getMove: unimplemented,
+  cancelMove: unimplemented,
 };
 
 const state: StateServiceImplementation = {
@@ -254,6 +270,8 @@ describe('createShardgateClient retry', () => {
       'ListKnowledgeEntries',
       'GetTopology',
       'Locate',
+      'ListMoves',
+      'GetMove',
     ]);
   });
 });

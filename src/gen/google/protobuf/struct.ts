@@ -153,7 +153,7 @@ export const Struct: MessageFns<Struct> & StructWrapperFns = {
 
             const entry1 = Struct_FieldsEntry.decode(reader, reader.uint32());
             if (entry1.value !== undefined) {
-              message.fields[entry1.key] = entry1.value;
+              globalThis.Object.defineProperty(message.fields, entry1.key, { value: entry1.value, enumerable: true, configurable: true, writable: true });
             }
             continue;
           }
@@ -224,7 +224,7 @@ export const Struct: MessageFns<Struct> & StructWrapperFns = {
 
     if (object !== undefined) {
       for (const key of globalThis.Object.keys(object)) {
-        struct.fields[key] = object[key];
+        globalThis.Object.defineProperty(struct.fields, key, { value: object[key], enumerable: true, configurable: true, writable: true });
       }
     }
     return struct;
@@ -234,7 +234,7 @@ export const Struct: MessageFns<Struct> & StructWrapperFns = {
     const object: { [key: string]: any } = {};
     if (message.fields) {
       for (const key of globalThis.Object.keys(message.fields)) {
-        object[key] = message.fields[key];
+        globalThis.Object.defineProperty(object, key, { value: message.fields[key], enumerable: true, configurable: true, writable: true });
       }
     }
     return object;

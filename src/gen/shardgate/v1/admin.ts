@@ -7,6 +7,7 @@
 /* eslint-disable */
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
 import type { CallContext, CallOptions } from "nice-grpc-common";
+import { Timestamp } from "../../google/protobuf/timestamp.js";
 import { TenantStatus, tenantStatusFromJSON, tenantStatusToJSON } from "./tenant.js";
 
 export const protobufPackage = "shardgate.v1";
@@ -51,6 +52,198 @@ export function shardStateToJSON(object: ShardState): string {
     case ShardState.SHARD_STATE_DRAINING:
       return "SHARD_STATE_DRAINING";
     case ShardState.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+/** Why a client would move. */
+export enum MoveReason {
+  /** MOVE_REASON_UNSPECIFIED - Not set. */
+  MOVE_REASON_UNSPECIFIED = 0,
+  /** MOVE_REASON_RING - The ring places the client on another shard (a shard was added or a weight changed). */
+  MOVE_REASON_RING = 1,
+  /** MOVE_REASON_DRAIN - The client's shard is draining. */
+  MOVE_REASON_DRAIN = 2,
+  /** MOVE_REASON_MANUAL - An operator asked for this move. */
+  MOVE_REASON_MANUAL = 3,
+  UNRECOGNIZED = -1,
+}
+
+export function moveReasonFromJSON(object: any): MoveReason {
+  switch (object) {
+    case 0:
+    case "MOVE_REASON_UNSPECIFIED":
+      return MoveReason.MOVE_REASON_UNSPECIFIED;
+    case 1:
+    case "MOVE_REASON_RING":
+      return MoveReason.MOVE_REASON_RING;
+    case 2:
+    case "MOVE_REASON_DRAIN":
+      return MoveReason.MOVE_REASON_DRAIN;
+    case 3:
+    case "MOVE_REASON_MANUAL":
+      return MoveReason.MOVE_REASON_MANUAL;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return MoveReason.UNRECOGNIZED;
+  }
+}
+
+export function moveReasonToJSON(object: MoveReason): string {
+  switch (object) {
+    case MoveReason.MOVE_REASON_UNSPECIFIED:
+      return "MOVE_REASON_UNSPECIFIED";
+    case MoveReason.MOVE_REASON_RING:
+      return "MOVE_REASON_RING";
+    case MoveReason.MOVE_REASON_DRAIN:
+      return "MOVE_REASON_DRAIN";
+    case MoveReason.MOVE_REASON_MANUAL:
+      return "MOVE_REASON_MANUAL";
+    case MoveReason.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+/** Where a move is. */
+export enum MovePhase {
+  /** MOVE_PHASE_UNSPECIFIED - Not set. */
+  MOVE_PHASE_UNSPECIFIED = 0,
+  /** MOVE_PHASE_PENDING - Journaled, not started. */
+  MOVE_PHASE_PENDING = 1,
+  /** MOVE_PHASE_PREPARING - Creating the empty schema on the target. */
+  MOVE_PHASE_PREPARING = 2,
+  /** MOVE_PHASE_COPYING - Copying existing rows (logical replication's initial copy); the client is served meanwhile. */
+  MOVE_PHASE_COPYING = 3,
+  /** MOVE_PHASE_CATCHING_UP - Streaming the changes made during the copy. */
+  MOVE_PHASE_CATCHING_UP = 4,
+  /** MOVE_PHASE_CUTOVER - Writes paused: fencing the source, applying the last changes and verifying the copy. */
+  MOVE_PHASE_CUTOVER = 5,
+  /** MOVE_PHASE_FLIPPED - The placement now points at the target (durable); the source copy is no longer used. */
+  MOVE_PHASE_FLIPPED = 6,
+  /** MOVE_PHASE_CLEANING - Dropping replication objects and the source schema. */
+  MOVE_PHASE_CLEANING = 7,
+  /** MOVE_PHASE_DONE - Finished. */
+  MOVE_PHASE_DONE = 8,
+  UNRECOGNIZED = -1,
+}
+
+export function movePhaseFromJSON(object: any): MovePhase {
+  switch (object) {
+    case 0:
+    case "MOVE_PHASE_UNSPECIFIED":
+      return MovePhase.MOVE_PHASE_UNSPECIFIED;
+    case 1:
+    case "MOVE_PHASE_PENDING":
+      return MovePhase.MOVE_PHASE_PENDING;
+    case 2:
+    case "MOVE_PHASE_PREPARING":
+      return MovePhase.MOVE_PHASE_PREPARING;
+    case 3:
+    case "MOVE_PHASE_COPYING":
+      return MovePhase.MOVE_PHASE_COPYING;
+    case 4:
+    case "MOVE_PHASE_CATCHING_UP":
+      return MovePhase.MOVE_PHASE_CATCHING_UP;
+    case 5:
+    case "MOVE_PHASE_CUTOVER":
+      return MovePhase.MOVE_PHASE_CUTOVER;
+    case 6:
+    case "MOVE_PHASE_FLIPPED":
+      return MovePhase.MOVE_PHASE_FLIPPED;
+    case 7:
+    case "MOVE_PHASE_CLEANING":
+      return MovePhase.MOVE_PHASE_CLEANING;
+    case 8:
+    case "MOVE_PHASE_DONE":
+      return MovePhase.MOVE_PHASE_DONE;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return MovePhase.UNRECOGNIZED;
+  }
+}
+
+export function movePhaseToJSON(object: MovePhase): string {
+  switch (object) {
+    case MovePhase.MOVE_PHASE_UNSPECIFIED:
+      return "MOVE_PHASE_UNSPECIFIED";
+    case MovePhase.MOVE_PHASE_PENDING:
+      return "MOVE_PHASE_PENDING";
+    case MovePhase.MOVE_PHASE_PREPARING:
+      return "MOVE_PHASE_PREPARING";
+    case MovePhase.MOVE_PHASE_COPYING:
+      return "MOVE_PHASE_COPYING";
+    case MovePhase.MOVE_PHASE_CATCHING_UP:
+      return "MOVE_PHASE_CATCHING_UP";
+    case MovePhase.MOVE_PHASE_CUTOVER:
+      return "MOVE_PHASE_CUTOVER";
+    case MovePhase.MOVE_PHASE_FLIPPED:
+      return "MOVE_PHASE_FLIPPED";
+    case MovePhase.MOVE_PHASE_CLEANING:
+      return "MOVE_PHASE_CLEANING";
+    case MovePhase.MOVE_PHASE_DONE:
+      return "MOVE_PHASE_DONE";
+    case MovePhase.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+/** How a move ended, or that it has not. */
+export enum MoveState {
+  /** MOVE_STATE_UNSPECIFIED - Not set. */
+  MOVE_STATE_UNSPECIFIED = 0,
+  /** MOVE_STATE_RUNNING - In progress. */
+  MOVE_STATE_RUNNING = 1,
+  /** MOVE_STATE_SUCCEEDED - The client lives on the target. */
+  MOVE_STATE_SUCCEEDED = 2,
+  /** MOVE_STATE_FAILED - Rolled back after an error; the client stays on the source. See `error`. */
+  MOVE_STATE_FAILED = 3,
+  /** MOVE_STATE_CANCELLED - Rolled back on request; the client stays on the source. */
+  MOVE_STATE_CANCELLED = 4,
+  UNRECOGNIZED = -1,
+}
+
+export function moveStateFromJSON(object: any): MoveState {
+  switch (object) {
+    case 0:
+    case "MOVE_STATE_UNSPECIFIED":
+      return MoveState.MOVE_STATE_UNSPECIFIED;
+    case 1:
+    case "MOVE_STATE_RUNNING":
+      return MoveState.MOVE_STATE_RUNNING;
+    case 2:
+    case "MOVE_STATE_SUCCEEDED":
+      return MoveState.MOVE_STATE_SUCCEEDED;
+    case 3:
+    case "MOVE_STATE_FAILED":
+      return MoveState.MOVE_STATE_FAILED;
+    case 4:
+    case "MOVE_STATE_CANCELLED":
+      return MoveState.MOVE_STATE_CANCELLED;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return MoveState.UNRECOGNIZED;
+  }
+}
+
+export function moveStateToJSON(object: MoveState): string {
+  switch (object) {
+    case MoveState.MOVE_STATE_UNSPECIFIED:
+      return "MOVE_STATE_UNSPECIFIED";
+    case MoveState.MOVE_STATE_RUNNING:
+      return "MOVE_STATE_RUNNING";
+    case MoveState.MOVE_STATE_SUCCEEDED:
+      return "MOVE_STATE_SUCCEEDED";
+    case MoveState.MOVE_STATE_FAILED:
+      return "MOVE_STATE_FAILED";
+    case MoveState.MOVE_STATE_CANCELLED:
+      return "MOVE_STATE_CANCELLED";
+    case MoveState.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
   }
@@ -104,6 +297,225 @@ export interface LocateResponse {
   placementDiffers: boolean;
   /** The tenant's status. */
   status: TenantStatus;
+}
+
+/** Request for AddShard. */
+export interface AddShardRequest {
+  /** Unique name: lowercase letters, digits and single inner hyphens. */
+  name: string;
+  /**
+   * postgres:// connection URL of the shard database. Every gateway and every other shard's
+   * PostgreSQL server must reach it (moves replicate between shard servers directly).
+   */
+  dsn: string;
+  /** Relative share of the ring (1 to 10000; 0 means 100). */
+  weight: number;
+}
+
+/** Response of AddShard. */
+export interface AddShardResponse {
+  /** The new shard. */
+  shard?:
+    | Shard
+    | undefined;
+  /** The ring's epoch after the change. */
+  ringEpoch: number;
+}
+
+/** Request for DrainShard. */
+export interface DrainShardRequest {
+  /** The shard to drain. */
+  name: string;
+}
+
+/** Response of DrainShard. */
+export interface DrainShardResponse {
+  /** The shard after the change. */
+  shard?:
+    | Shard
+    | undefined;
+  /** The ring's epoch after the change. */
+  ringEpoch: number;
+}
+
+/** Request for RemoveShard. */
+export interface RemoveShardRequest {
+  /** The shard to remove. */
+  name: string;
+}
+
+/** Response of RemoveShard. */
+export interface RemoveShardResponse {
+  /** The ring's epoch after the change. */
+  ringEpoch: number;
+}
+
+/** Request for SetShardWeight. */
+export interface SetShardWeightRequest {
+  /** The shard to change. */
+  name: string;
+  /** The new weight (1 to 10000). */
+  weight: number;
+}
+
+/** Response of SetShardWeight. */
+export interface SetShardWeightResponse {
+  /** The shard after the change. */
+  shard?:
+    | Shard
+    | undefined;
+  /** The ring's epoch after the change. */
+  ringEpoch: number;
+}
+
+/** One client a rebalance would move. */
+export interface PlannedMove {
+  /** The client. */
+  clientId: string;
+  /** Where it lives now. */
+  fromShard: string;
+  /** Where the ring places it. */
+  toShard: string;
+  /** Why it moves. */
+  reason: MoveReason;
+  /** Size of its schema on disk (tables and indexes). */
+  sizeBytes: number;
+  /** Estimated rows in its tables. */
+  rowEstimate: number;
+}
+
+/** Request for PlanRebalance. */
+export interface PlanRebalanceRequest {
+  /** At most this many moves in the plan (0 means all). */
+  limit: number;
+}
+
+/** Response of PlanRebalance. */
+export interface PlanRebalanceResponse {
+  /** The moves, largest client last. */
+  moves: PlannedMove[];
+  /** The ring epoch the plan was made for. */
+  ringEpoch: number;
+  /** Sum of size_bytes. */
+  totalBytes: number;
+}
+
+/** One client's move between shards, as journaled in the catalog. */
+export interface Move {
+  /** Server-assigned UUID. */
+  id: string;
+  /** The client being moved. */
+  clientId: string;
+  /** Where it lived. */
+  sourceShard: string;
+  /** Where it goes. */
+  targetShard: string;
+  /** Current phase. */
+  phase: MovePhase;
+  /** Running, or how it ended. */
+  state: MoveState;
+  /** Why it was started. */
+  reason: MoveReason;
+  /** Rows copied so far (all tables). */
+  rowsCopied: number;
+  /** Rows to copy, estimated at the start. */
+  rowsTotal: number;
+  /** Size of the client's schema at the start. */
+  bytesTotal: number;
+  /** How long the client's writes were paused at cutover, in milliseconds. */
+  writePauseMs: number;
+  /** Estimated seconds left, when running. */
+  etaSeconds: number;
+  /** Why it failed, when it did. */
+  error: string;
+  /** When it was journaled. */
+  createdAt?:
+    | Date
+    | undefined;
+  /** When it last changed. */
+  updatedAt?:
+    | Date
+    | undefined;
+  /** When it ended. */
+  finishedAt?: Date | undefined;
+}
+
+/** Request for MoveTenant. */
+export interface MoveTenantRequest {
+  /** The client to move. */
+  clientId: string;
+  /** The shard to move it to. */
+  toShard: string;
+}
+
+/** One message of the MoveTenant stream. */
+export interface MoveTenantResponse {
+  /** The move as it stands. */
+  move?: Move | undefined;
+}
+
+/** Request for Rebalance. */
+export interface RebalanceRequest {
+  /** Moves run at the same time (0 means 2; at most 16). */
+  maxConcurrentMoves: number;
+  /** At most this many moves (0 means the whole plan). */
+  limit: number;
+}
+
+/** One message of the Rebalance stream. */
+export interface RebalanceResponse {
+  /** The move that changed. */
+  move?:
+    | Move
+    | undefined;
+  /** Moves finished so far (succeeded, failed or cancelled). */
+  finished: number;
+  /** Moves in the plan. */
+  total: number;
+}
+
+/** Request for ListMoves. */
+export interface ListMovesRequest {
+  /** Maximum moves to return (default 50, at most 1000). */
+  pageSize: number;
+  /** `next_page_token` of a previous call with the same filters. */
+  pageToken: string;
+  /** Only moves of this client; empty for all. */
+  clientId: string;
+  /** Only moves in this state; UNSPECIFIED for all. */
+  state: MoveState;
+}
+
+/** Response of ListMoves. */
+export interface ListMovesResponse {
+  /** A page of moves, newest first. */
+  moves: Move[];
+  /** Token for the next page; empty on the last page. */
+  nextPageToken: string;
+}
+
+/** Request for GetMove. */
+export interface GetMoveRequest {
+  /** The move's id. */
+  id: string;
+}
+
+/** Response of GetMove. */
+export interface GetMoveResponse {
+  /** The move. */
+  move?: Move | undefined;
+}
+
+/** Request for CancelMove. */
+export interface CancelMoveRequest {
+  /** The move's id. */
+  id: string;
+}
+
+/** Response of CancelMove. */
+export interface CancelMoveResponse {
+  /** The move after the request (it may still be rolling back). */
+  move?: Move | undefined;
 }
 
 function createBaseShard(): Shard {
@@ -638,7 +1050,2221 @@ export const LocateResponse: MessageFns<LocateResponse> = {
   },
 };
 
-/** AdminService shows the topology and where clients live. */
+function createBaseAddShardRequest(): AddShardRequest {
+  return { name: "", dsn: "", weight: 0 };
+}
+
+export const AddShardRequest: MessageFns<AddShardRequest> = {
+  encode(message: AddShardRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.dsn !== "") {
+      writer.uint32(18).string(message.dsn);
+    }
+    if (message.weight !== 0) {
+      writer.uint32(24).int32(message.weight);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AddShardRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAddShardRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.dsn = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.weight = reader.int32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AddShardRequest {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      dsn: isSet(object.dsn) ? globalThis.String(object.dsn) : "",
+      weight: isSet(object.weight) ? globalThis.Number(object.weight) : 0,
+    };
+  },
+
+  toJSON(message: AddShardRequest): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.dsn !== "") {
+      obj.dsn = message.dsn;
+    }
+    if (message.weight !== 0) {
+      obj.weight = Math.round(message.weight);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<AddShardRequest>): AddShardRequest {
+    return AddShardRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<AddShardRequest>): AddShardRequest {
+    const message = createBaseAddShardRequest();
+    message.name = object.name ?? "";
+    message.dsn = object.dsn ?? "";
+    message.weight = object.weight ?? 0;
+    return message;
+  },
+};
+
+function createBaseAddShardResponse(): AddShardResponse {
+  return { shard: undefined, ringEpoch: 0 };
+}
+
+export const AddShardResponse: MessageFns<AddShardResponse> = {
+  encode(message: AddShardResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.shard !== undefined) {
+      Shard.encode(message.shard, writer.uint32(10).fork()).join();
+    }
+    if (message.ringEpoch !== 0) {
+      writer.uint32(16).int64(message.ringEpoch);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AddShardResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAddShardResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.shard = Shard.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.ringEpoch = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AddShardResponse {
+    return {
+      shard: isSet(object.shard) ? Shard.fromJSON(object.shard) : undefined,
+      ringEpoch: isSet(object.ringEpoch)
+        ? globalThis.Number(object.ringEpoch)
+        : isSet(object.ring_epoch)
+        ? globalThis.Number(object.ring_epoch)
+        : 0,
+    };
+  },
+
+  toJSON(message: AddShardResponse): unknown {
+    const obj: any = {};
+    if (message.shard !== undefined) {
+      obj.shard = Shard.toJSON(message.shard);
+    }
+    if (message.ringEpoch !== 0) {
+      obj.ringEpoch = Math.round(message.ringEpoch);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<AddShardResponse>): AddShardResponse {
+    return AddShardResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<AddShardResponse>): AddShardResponse {
+    const message = createBaseAddShardResponse();
+    message.shard = (object.shard !== undefined && object.shard !== null) ? Shard.fromPartial(object.shard) : undefined;
+    message.ringEpoch = object.ringEpoch ?? 0;
+    return message;
+  },
+};
+
+function createBaseDrainShardRequest(): DrainShardRequest {
+  return { name: "" };
+}
+
+export const DrainShardRequest: MessageFns<DrainShardRequest> = {
+  encode(message: DrainShardRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DrainShardRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDrainShardRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DrainShardRequest {
+    return { name: isSet(object.name) ? globalThis.String(object.name) : "" };
+  },
+
+  toJSON(message: DrainShardRequest): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<DrainShardRequest>): DrainShardRequest {
+    return DrainShardRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<DrainShardRequest>): DrainShardRequest {
+    const message = createBaseDrainShardRequest();
+    message.name = object.name ?? "";
+    return message;
+  },
+};
+
+function createBaseDrainShardResponse(): DrainShardResponse {
+  return { shard: undefined, ringEpoch: 0 };
+}
+
+export const DrainShardResponse: MessageFns<DrainShardResponse> = {
+  encode(message: DrainShardResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.shard !== undefined) {
+      Shard.encode(message.shard, writer.uint32(10).fork()).join();
+    }
+    if (message.ringEpoch !== 0) {
+      writer.uint32(16).int64(message.ringEpoch);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DrainShardResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDrainShardResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.shard = Shard.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.ringEpoch = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DrainShardResponse {
+    return {
+      shard: isSet(object.shard) ? Shard.fromJSON(object.shard) : undefined,
+      ringEpoch: isSet(object.ringEpoch)
+        ? globalThis.Number(object.ringEpoch)
+        : isSet(object.ring_epoch)
+        ? globalThis.Number(object.ring_epoch)
+        : 0,
+    };
+  },
+
+  toJSON(message: DrainShardResponse): unknown {
+    const obj: any = {};
+    if (message.shard !== undefined) {
+      obj.shard = Shard.toJSON(message.shard);
+    }
+    if (message.ringEpoch !== 0) {
+      obj.ringEpoch = Math.round(message.ringEpoch);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<DrainShardResponse>): DrainShardResponse {
+    return DrainShardResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<DrainShardResponse>): DrainShardResponse {
+    const message = createBaseDrainShardResponse();
+    message.shard = (object.shard !== undefined && object.shard !== null) ? Shard.fromPartial(object.shard) : undefined;
+    message.ringEpoch = object.ringEpoch ?? 0;
+    return message;
+  },
+};
+
+function createBaseRemoveShardRequest(): RemoveShardRequest {
+  return { name: "" };
+}
+
+export const RemoveShardRequest: MessageFns<RemoveShardRequest> = {
+  encode(message: RemoveShardRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RemoveShardRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRemoveShardRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RemoveShardRequest {
+    return { name: isSet(object.name) ? globalThis.String(object.name) : "" };
+  },
+
+  toJSON(message: RemoveShardRequest): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<RemoveShardRequest>): RemoveShardRequest {
+    return RemoveShardRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RemoveShardRequest>): RemoveShardRequest {
+    const message = createBaseRemoveShardRequest();
+    message.name = object.name ?? "";
+    return message;
+  },
+};
+
+function createBaseRemoveShardResponse(): RemoveShardResponse {
+  return { ringEpoch: 0 };
+}
+
+export const RemoveShardResponse: MessageFns<RemoveShardResponse> = {
+  encode(message: RemoveShardResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.ringEpoch !== 0) {
+      writer.uint32(8).int64(message.ringEpoch);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RemoveShardResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRemoveShardResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.ringEpoch = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RemoveShardResponse {
+    return {
+      ringEpoch: isSet(object.ringEpoch)
+        ? globalThis.Number(object.ringEpoch)
+        : isSet(object.ring_epoch)
+        ? globalThis.Number(object.ring_epoch)
+        : 0,
+    };
+  },
+
+  toJSON(message: RemoveShardResponse): unknown {
+    const obj: any = {};
+    if (message.ringEpoch !== 0) {
+      obj.ringEpoch = Math.round(message.ringEpoch);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<RemoveShardResponse>): RemoveShardResponse {
+    return RemoveShardResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RemoveShardResponse>): RemoveShardResponse {
+    const message = createBaseRemoveShardResponse();
+    message.ringEpoch = object.ringEpoch ?? 0;
+    return message;
+  },
+};
+
+function createBaseSetShardWeightRequest(): SetShardWeightRequest {
+  return { name: "", weight: 0 };
+}
+
+export const SetShardWeightRequest: MessageFns<SetShardWeightRequest> = {
+  encode(message: SetShardWeightRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.weight !== 0) {
+      writer.uint32(16).int32(message.weight);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SetShardWeightRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSetShardWeightRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.weight = reader.int32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SetShardWeightRequest {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      weight: isSet(object.weight) ? globalThis.Number(object.weight) : 0,
+    };
+  },
+
+  toJSON(message: SetShardWeightRequest): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.weight !== 0) {
+      obj.weight = Math.round(message.weight);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<SetShardWeightRequest>): SetShardWeightRequest {
+    return SetShardWeightRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<SetShardWeightRequest>): SetShardWeightRequest {
+    const message = createBaseSetShardWeightRequest();
+    message.name = object.name ?? "";
+    message.weight = object.weight ?? 0;
+    return message;
+  },
+};
+
+function createBaseSetShardWeightResponse(): SetShardWeightResponse {
+  return { shard: undefined, ringEpoch: 0 };
+}
+
+export const SetShardWeightResponse: MessageFns<SetShardWeightResponse> = {
+  encode(message: SetShardWeightResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.shard !== undefined) {
+      Shard.encode(message.shard, writer.uint32(10).fork()).join();
+    }
+    if (message.ringEpoch !== 0) {
+      writer.uint32(16).int64(message.ringEpoch);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SetShardWeightResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSetShardWeightResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.shard = Shard.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.ringEpoch = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SetShardWeightResponse {
+    return {
+      shard: isSet(object.shard) ? Shard.fromJSON(object.shard) : undefined,
+      ringEpoch: isSet(object.ringEpoch)
+        ? globalThis.Number(object.ringEpoch)
+        : isSet(object.ring_epoch)
+        ? globalThis.Number(object.ring_epoch)
+        : 0,
+    };
+  },
+
+  toJSON(message: SetShardWeightResponse): unknown {
+    const obj: any = {};
+    if (message.shard !== undefined) {
+      obj.shard = Shard.toJSON(message.shard);
+    }
+    if (message.ringEpoch !== 0) {
+      obj.ringEpoch = Math.round(message.ringEpoch);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<SetShardWeightResponse>): SetShardWeightResponse {
+    return SetShardWeightResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<SetShardWeightResponse>): SetShardWeightResponse {
+    const message = createBaseSetShardWeightResponse();
+    message.shard = (object.shard !== undefined && object.shard !== null) ? Shard.fromPartial(object.shard) : undefined;
+    message.ringEpoch = object.ringEpoch ?? 0;
+    return message;
+  },
+};
+
+function createBasePlannedMove(): PlannedMove {
+  return { clientId: "", fromShard: "", toShard: "", reason: 0, sizeBytes: 0, rowEstimate: 0 };
+}
+
+export const PlannedMove: MessageFns<PlannedMove> = {
+  encode(message: PlannedMove, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.clientId !== "") {
+      writer.uint32(10).string(message.clientId);
+    }
+    if (message.fromShard !== "") {
+      writer.uint32(18).string(message.fromShard);
+    }
+    if (message.toShard !== "") {
+      writer.uint32(26).string(message.toShard);
+    }
+    if (message.reason !== 0) {
+      writer.uint32(32).int32(message.reason);
+    }
+    if (message.sizeBytes !== 0) {
+      writer.uint32(40).int64(message.sizeBytes);
+    }
+    if (message.rowEstimate !== 0) {
+      writer.uint32(48).int64(message.rowEstimate);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PlannedMove {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePlannedMove();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.clientId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.fromShard = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.toShard = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.reason = reader.int32() as any;
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.sizeBytes = longToNumber(reader.int64());
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.rowEstimate = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PlannedMove {
+    return {
+      clientId: isSet(object.clientId)
+        ? globalThis.String(object.clientId)
+        : isSet(object.client_id)
+        ? globalThis.String(object.client_id)
+        : "",
+      fromShard: isSet(object.fromShard)
+        ? globalThis.String(object.fromShard)
+        : isSet(object.from_shard)
+        ? globalThis.String(object.from_shard)
+        : "",
+      toShard: isSet(object.toShard)
+        ? globalThis.String(object.toShard)
+        : isSet(object.to_shard)
+        ? globalThis.String(object.to_shard)
+        : "",
+      reason: isSet(object.reason) ? moveReasonFromJSON(object.reason) : 0,
+      sizeBytes: isSet(object.sizeBytes)
+        ? globalThis.Number(object.sizeBytes)
+        : isSet(object.size_bytes)
+        ? globalThis.Number(object.size_bytes)
+        : 0,
+      rowEstimate: isSet(object.rowEstimate)
+        ? globalThis.Number(object.rowEstimate)
+        : isSet(object.row_estimate)
+        ? globalThis.Number(object.row_estimate)
+        : 0,
+    };
+  },
+
+  toJSON(message: PlannedMove): unknown {
+    const obj: any = {};
+    if (message.clientId !== "") {
+      obj.clientId = message.clientId;
+    }
+    if (message.fromShard !== "") {
+      obj.fromShard = message.fromShard;
+    }
+    if (message.toShard !== "") {
+      obj.toShard = message.toShard;
+    }
+    if (message.reason !== 0) {
+      obj.reason = moveReasonToJSON(message.reason);
+    }
+    if (message.sizeBytes !== 0) {
+      obj.sizeBytes = Math.round(message.sizeBytes);
+    }
+    if (message.rowEstimate !== 0) {
+      obj.rowEstimate = Math.round(message.rowEstimate);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<PlannedMove>): PlannedMove {
+    return PlannedMove.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<PlannedMove>): PlannedMove {
+    const message = createBasePlannedMove();
+    message.clientId = object.clientId ?? "";
+    message.fromShard = object.fromShard ?? "";
+    message.toShard = object.toShard ?? "";
+    message.reason = object.reason ?? 0;
+    message.sizeBytes = object.sizeBytes ?? 0;
+    message.rowEstimate = object.rowEstimate ?? 0;
+    return message;
+  },
+};
+
+function createBasePlanRebalanceRequest(): PlanRebalanceRequest {
+  return { limit: 0 };
+}
+
+export const PlanRebalanceRequest: MessageFns<PlanRebalanceRequest> = {
+  encode(message: PlanRebalanceRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.limit !== 0) {
+      writer.uint32(8).int32(message.limit);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PlanRebalanceRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePlanRebalanceRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.limit = reader.int32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PlanRebalanceRequest {
+    return { limit: isSet(object.limit) ? globalThis.Number(object.limit) : 0 };
+  },
+
+  toJSON(message: PlanRebalanceRequest): unknown {
+    const obj: any = {};
+    if (message.limit !== 0) {
+      obj.limit = Math.round(message.limit);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<PlanRebalanceRequest>): PlanRebalanceRequest {
+    return PlanRebalanceRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<PlanRebalanceRequest>): PlanRebalanceRequest {
+    const message = createBasePlanRebalanceRequest();
+    message.limit = object.limit ?? 0;
+    return message;
+  },
+};
+
+function createBasePlanRebalanceResponse(): PlanRebalanceResponse {
+  return { moves: [], ringEpoch: 0, totalBytes: 0 };
+}
+
+export const PlanRebalanceResponse: MessageFns<PlanRebalanceResponse> = {
+  encode(message: PlanRebalanceResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.moves) {
+      PlannedMove.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.ringEpoch !== 0) {
+      writer.uint32(16).int64(message.ringEpoch);
+    }
+    if (message.totalBytes !== 0) {
+      writer.uint32(24).int64(message.totalBytes);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PlanRebalanceResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePlanRebalanceResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.moves.push(PlannedMove.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.ringEpoch = longToNumber(reader.int64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.totalBytes = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PlanRebalanceResponse {
+    return {
+      moves: globalThis.Array.isArray(object?.moves) ? object.moves.map((e: any) => PlannedMove.fromJSON(e)) : [],
+      ringEpoch: isSet(object.ringEpoch)
+        ? globalThis.Number(object.ringEpoch)
+        : isSet(object.ring_epoch)
+        ? globalThis.Number(object.ring_epoch)
+        : 0,
+      totalBytes: isSet(object.totalBytes)
+        ? globalThis.Number(object.totalBytes)
+        : isSet(object.total_bytes)
+        ? globalThis.Number(object.total_bytes)
+        : 0,
+    };
+  },
+
+  toJSON(message: PlanRebalanceResponse): unknown {
+    const obj: any = {};
+    if (message.moves?.length) {
+      obj.moves = message.moves.map((e) => PlannedMove.toJSON(e));
+    }
+    if (message.ringEpoch !== 0) {
+      obj.ringEpoch = Math.round(message.ringEpoch);
+    }
+    if (message.totalBytes !== 0) {
+      obj.totalBytes = Math.round(message.totalBytes);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<PlanRebalanceResponse>): PlanRebalanceResponse {
+    return PlanRebalanceResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<PlanRebalanceResponse>): PlanRebalanceResponse {
+    const message = createBasePlanRebalanceResponse();
+    message.moves = object.moves?.map((e) => PlannedMove.fromPartial(e)) || [];
+    message.ringEpoch = object.ringEpoch ?? 0;
+    message.totalBytes = object.totalBytes ?? 0;
+    return message;
+  },
+};
+
+function createBaseMove(): Move {
+  return {
+    id: "",
+    clientId: "",
+    sourceShard: "",
+    targetShard: "",
+    phase: 0,
+    state: 0,
+    reason: 0,
+    rowsCopied: 0,
+    rowsTotal: 0,
+    bytesTotal: 0,
+    writePauseMs: 0,
+    etaSeconds: 0,
+    error: "",
+    createdAt: undefined,
+    updatedAt: undefined,
+    finishedAt: undefined,
+  };
+}
+
+export const Move: MessageFns<Move> = {
+  encode(message: Move, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.clientId !== "") {
+      writer.uint32(18).string(message.clientId);
+    }
+    if (message.sourceShard !== "") {
+      writer.uint32(26).string(message.sourceShard);
+    }
+    if (message.targetShard !== "") {
+      writer.uint32(34).string(message.targetShard);
+    }
+    if (message.phase !== 0) {
+      writer.uint32(40).int32(message.phase);
+    }
+    if (message.state !== 0) {
+      writer.uint32(48).int32(message.state);
+    }
+    if (message.reason !== 0) {
+      writer.uint32(56).int32(message.reason);
+    }
+    if (message.rowsCopied !== 0) {
+      writer.uint32(64).int64(message.rowsCopied);
+    }
+    if (message.rowsTotal !== 0) {
+      writer.uint32(72).int64(message.rowsTotal);
+    }
+    if (message.bytesTotal !== 0) {
+      writer.uint32(80).int64(message.bytesTotal);
+    }
+    if (message.writePauseMs !== 0) {
+      writer.uint32(88).int64(message.writePauseMs);
+    }
+    if (message.etaSeconds !== 0) {
+      writer.uint32(97).double(message.etaSeconds);
+    }
+    if (message.error !== "") {
+      writer.uint32(106).string(message.error);
+    }
+    if (message.createdAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.createdAt), writer.uint32(114).fork()).join();
+    }
+    if (message.updatedAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.updatedAt), writer.uint32(122).fork()).join();
+    }
+    if (message.finishedAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.finishedAt), writer.uint32(130).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Move {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMove();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.clientId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.sourceShard = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.targetShard = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.phase = reader.int32() as any;
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.state = reader.int32() as any;
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.reason = reader.int32() as any;
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.rowsCopied = longToNumber(reader.int64());
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.rowsTotal = longToNumber(reader.int64());
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.bytesTotal = longToNumber(reader.int64());
+            continue;
+          }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.writePauseMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 12: {
+            if (tag !== 97) {
+              break;
+            }
+
+            message.etaSeconds = reader.double();
+            continue;
+          }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.error = reader.string();
+            continue;
+          }
+          case 14: {
+            if (tag !== 114) {
+              break;
+            }
+
+            message.createdAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.updatedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.finishedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Move {
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      clientId: isSet(object.clientId)
+        ? globalThis.String(object.clientId)
+        : isSet(object.client_id)
+        ? globalThis.String(object.client_id)
+        : "",
+      sourceShard: isSet(object.sourceShard)
+        ? globalThis.String(object.sourceShard)
+        : isSet(object.source_shard)
+        ? globalThis.String(object.source_shard)
+        : "",
+      targetShard: isSet(object.targetShard)
+        ? globalThis.String(object.targetShard)
+        : isSet(object.target_shard)
+        ? globalThis.String(object.target_shard)
+        : "",
+      phase: isSet(object.phase) ? movePhaseFromJSON(object.phase) : 0,
+      state: isSet(object.state) ? moveStateFromJSON(object.state) : 0,
+      reason: isSet(object.reason) ? moveReasonFromJSON(object.reason) : 0,
+      rowsCopied: isSet(object.rowsCopied)
+        ? globalThis.Number(object.rowsCopied)
+        : isSet(object.rows_copied)
+        ? globalThis.Number(object.rows_copied)
+        : 0,
+      rowsTotal: isSet(object.rowsTotal)
+        ? globalThis.Number(object.rowsTotal)
+        : isSet(object.rows_total)
+        ? globalThis.Number(object.rows_total)
+        : 0,
+      bytesTotal: isSet(object.bytesTotal)
+        ? globalThis.Number(object.bytesTotal)
+        : isSet(object.bytes_total)
+        ? globalThis.Number(object.bytes_total)
+        : 0,
+      writePauseMs: isSet(object.writePauseMs)
+        ? globalThis.Number(object.writePauseMs)
+        : isSet(object.write_pause_ms)
+        ? globalThis.Number(object.write_pause_ms)
+        : 0,
+      etaSeconds: isSet(object.etaSeconds)
+        ? globalThis.Number(object.etaSeconds)
+        : isSet(object.eta_seconds)
+        ? globalThis.Number(object.eta_seconds)
+        : 0,
+      error: isSet(object.error) ? globalThis.String(object.error) : "",
+      createdAt: isSet(object.createdAt)
+        ? fromJsonTimestamp(object.createdAt)
+        : isSet(object.created_at)
+        ? fromJsonTimestamp(object.created_at)
+        : undefined,
+      updatedAt: isSet(object.updatedAt)
+        ? fromJsonTimestamp(object.updatedAt)
+        : isSet(object.updated_at)
+        ? fromJsonTimestamp(object.updated_at)
+        : undefined,
+      finishedAt: isSet(object.finishedAt)
+        ? fromJsonTimestamp(object.finishedAt)
+        : isSet(object.finished_at)
+        ? fromJsonTimestamp(object.finished_at)
+        : undefined,
+    };
+  },
+
+  toJSON(message: Move): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    if (message.clientId !== "") {
+      obj.clientId = message.clientId;
+    }
+    if (message.sourceShard !== "") {
+      obj.sourceShard = message.sourceShard;
+    }
+    if (message.targetShard !== "") {
+      obj.targetShard = message.targetShard;
+    }
+    if (message.phase !== 0) {
+      obj.phase = movePhaseToJSON(message.phase);
+    }
+    if (message.state !== 0) {
+      obj.state = moveStateToJSON(message.state);
+    }
+    if (message.reason !== 0) {
+      obj.reason = moveReasonToJSON(message.reason);
+    }
+    if (message.rowsCopied !== 0) {
+      obj.rowsCopied = Math.round(message.rowsCopied);
+    }
+    if (message.rowsTotal !== 0) {
+      obj.rowsTotal = Math.round(message.rowsTotal);
+    }
+    if (message.bytesTotal !== 0) {
+      obj.bytesTotal = Math.round(message.bytesTotal);
+    }
+    if (message.writePauseMs !== 0) {
+      obj.writePauseMs = Math.round(message.writePauseMs);
+    }
+    if (message.etaSeconds !== 0) {
+      obj.etaSeconds = floatToJson(message.etaSeconds);
+    }
+    if (message.error !== "") {
+      obj.error = message.error;
+    }
+    if (message.createdAt !== undefined) {
+      obj.createdAt = message.createdAt.toISOString();
+    }
+    if (message.updatedAt !== undefined) {
+      obj.updatedAt = message.updatedAt.toISOString();
+    }
+    if (message.finishedAt !== undefined) {
+      obj.finishedAt = message.finishedAt.toISOString();
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<Move>): Move {
+    return Move.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<Move>): Move {
+    const message = createBaseMove();
+    message.id = object.id ?? "";
+    message.clientId = object.clientId ?? "";
+    message.sourceShard = object.sourceShard ?? "";
+    message.targetShard = object.targetShard ?? "";
+    message.phase = object.phase ?? 0;
+    message.state = object.state ?? 0;
+    message.reason = object.reason ?? 0;
+    message.rowsCopied = object.rowsCopied ?? 0;
+    message.rowsTotal = object.rowsTotal ?? 0;
+    message.bytesTotal = object.bytesTotal ?? 0;
+    message.writePauseMs = object.writePauseMs ?? 0;
+    message.etaSeconds = object.etaSeconds ?? 0;
+    message.error = object.error ?? "";
+    message.createdAt = object.createdAt ?? undefined;
+    message.updatedAt = object.updatedAt ?? undefined;
+    message.finishedAt = object.finishedAt ?? undefined;
+    return message;
+  },
+};
+
+function createBaseMoveTenantRequest(): MoveTenantRequest {
+  return { clientId: "", toShard: "" };
+}
+
+export const MoveTenantRequest: MessageFns<MoveTenantRequest> = {
+  encode(message: MoveTenantRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.clientId !== "") {
+      writer.uint32(10).string(message.clientId);
+    }
+    if (message.toShard !== "") {
+      writer.uint32(18).string(message.toShard);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): MoveTenantRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMoveTenantRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.clientId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.toShard = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): MoveTenantRequest {
+    return {
+      clientId: isSet(object.clientId)
+        ? globalThis.String(object.clientId)
+        : isSet(object.client_id)
+        ? globalThis.String(object.client_id)
+        : "",
+      toShard: isSet(object.toShard)
+        ? globalThis.String(object.toShard)
+        : isSet(object.to_shard)
+        ? globalThis.String(object.to_shard)
+        : "",
+    };
+  },
+
+  toJSON(message: MoveTenantRequest): unknown {
+    const obj: any = {};
+    if (message.clientId !== "") {
+      obj.clientId = message.clientId;
+    }
+    if (message.toShard !== "") {
+      obj.toShard = message.toShard;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<MoveTenantRequest>): MoveTenantRequest {
+    return MoveTenantRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<MoveTenantRequest>): MoveTenantRequest {
+    const message = createBaseMoveTenantRequest();
+    message.clientId = object.clientId ?? "";
+    message.toShard = object.toShard ?? "";
+    return message;
+  },
+};
+
+function createBaseMoveTenantResponse(): MoveTenantResponse {
+  return { move: undefined };
+}
+
+export const MoveTenantResponse: MessageFns<MoveTenantResponse> = {
+  encode(message: MoveTenantResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.move !== undefined) {
+      Move.encode(message.move, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): MoveTenantResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMoveTenantResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.move = Move.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): MoveTenantResponse {
+    return { move: isSet(object.move) ? Move.fromJSON(object.move) : undefined };
+  },
+
+  toJSON(message: MoveTenantResponse): unknown {
+    const obj: any = {};
+    if (message.move !== undefined) {
+      obj.move = Move.toJSON(message.move);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<MoveTenantResponse>): MoveTenantResponse {
+    return MoveTenantResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<MoveTenantResponse>): MoveTenantResponse {
+    const message = createBaseMoveTenantResponse();
+    message.move = (object.move !== undefined && object.move !== null) ? Move.fromPartial(object.move) : undefined;
+    return message;
+  },
+};
+
+function createBaseRebalanceRequest(): RebalanceRequest {
+  return { maxConcurrentMoves: 0, limit: 0 };
+}
+
+export const RebalanceRequest: MessageFns<RebalanceRequest> = {
+  encode(message: RebalanceRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.maxConcurrentMoves !== 0) {
+      writer.uint32(8).int32(message.maxConcurrentMoves);
+    }
+    if (message.limit !== 0) {
+      writer.uint32(16).int32(message.limit);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RebalanceRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRebalanceRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.maxConcurrentMoves = reader.int32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.limit = reader.int32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RebalanceRequest {
+    return {
+      maxConcurrentMoves: isSet(object.maxConcurrentMoves)
+        ? globalThis.Number(object.maxConcurrentMoves)
+        : isSet(object.max_concurrent_moves)
+        ? globalThis.Number(object.max_concurrent_moves)
+        : 0,
+      limit: isSet(object.limit) ? globalThis.Number(object.limit) : 0,
+    };
+  },
+
+  toJSON(message: RebalanceRequest): unknown {
+    const obj: any = {};
+    if (message.maxConcurrentMoves !== 0) {
+      obj.maxConcurrentMoves = Math.round(message.maxConcurrentMoves);
+    }
+    if (message.limit !== 0) {
+      obj.limit = Math.round(message.limit);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<RebalanceRequest>): RebalanceRequest {
+    return RebalanceRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RebalanceRequest>): RebalanceRequest {
+    const message = createBaseRebalanceRequest();
+    message.maxConcurrentMoves = object.maxConcurrentMoves ?? 0;
+    message.limit = object.limit ?? 0;
+    return message;
+  },
+};
+
+function createBaseRebalanceResponse(): RebalanceResponse {
+  return { move: undefined, finished: 0, total: 0 };
+}
+
+export const RebalanceResponse: MessageFns<RebalanceResponse> = {
+  encode(message: RebalanceResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.move !== undefined) {
+      Move.encode(message.move, writer.uint32(10).fork()).join();
+    }
+    if (message.finished !== 0) {
+      writer.uint32(16).int32(message.finished);
+    }
+    if (message.total !== 0) {
+      writer.uint32(24).int32(message.total);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RebalanceResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRebalanceResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.move = Move.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.finished = reader.int32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.total = reader.int32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RebalanceResponse {
+    return {
+      move: isSet(object.move) ? Move.fromJSON(object.move) : undefined,
+      finished: isSet(object.finished) ? globalThis.Number(object.finished) : 0,
+      total: isSet(object.total) ? globalThis.Number(object.total) : 0,
+    };
+  },
+
+  toJSON(message: RebalanceResponse): unknown {
+    const obj: any = {};
+    if (message.move !== undefined) {
+      obj.move = Move.toJSON(message.move);
+    }
+    if (message.finished !== 0) {
+      obj.finished = Math.round(message.finished);
+    }
+    if (message.total !== 0) {
+      obj.total = Math.round(message.total);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<RebalanceResponse>): RebalanceResponse {
+    return RebalanceResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RebalanceResponse>): RebalanceResponse {
+    const message = createBaseRebalanceResponse();
+    message.move = (object.move !== undefined && object.move !== null) ? Move.fromPartial(object.move) : undefined;
+    message.finished = object.finished ?? 0;
+    message.total = object.total ?? 0;
+    return message;
+  },
+};
+
+function createBaseListMovesRequest(): ListMovesRequest {
+  return { pageSize: 0, pageToken: "", clientId: "", state: 0 };
+}
+
+export const ListMovesRequest: MessageFns<ListMovesRequest> = {
+  encode(message: ListMovesRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.pageSize !== 0) {
+      writer.uint32(8).int32(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      writer.uint32(18).string(message.pageToken);
+    }
+    if (message.clientId !== "") {
+      writer.uint32(26).string(message.clientId);
+    }
+    if (message.state !== 0) {
+      writer.uint32(32).int32(message.state);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListMovesRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListMovesRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.pageSize = reader.int32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.pageToken = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.clientId = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.state = reader.int32() as any;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListMovesRequest {
+    return {
+      pageSize: isSet(object.pageSize)
+        ? globalThis.Number(object.pageSize)
+        : isSet(object.page_size)
+        ? globalThis.Number(object.page_size)
+        : 0,
+      pageToken: isSet(object.pageToken)
+        ? globalThis.String(object.pageToken)
+        : isSet(object.page_token)
+        ? globalThis.String(object.page_token)
+        : "",
+      clientId: isSet(object.clientId)
+        ? globalThis.String(object.clientId)
+        : isSet(object.client_id)
+        ? globalThis.String(object.client_id)
+        : "",
+      state: isSet(object.state) ? moveStateFromJSON(object.state) : 0,
+    };
+  },
+
+  toJSON(message: ListMovesRequest): unknown {
+    const obj: any = {};
+    if (message.pageSize !== 0) {
+      obj.pageSize = Math.round(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      obj.pageToken = message.pageToken;
+    }
+    if (message.clientId !== "") {
+      obj.clientId = message.clientId;
+    }
+    if (message.state !== 0) {
+      obj.state = moveStateToJSON(message.state);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ListMovesRequest>): ListMovesRequest {
+    return ListMovesRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ListMovesRequest>): ListMovesRequest {
+    const message = createBaseListMovesRequest();
+    message.pageSize = object.pageSize ?? 0;
+    message.pageToken = object.pageToken ?? "";
+    message.clientId = object.clientId ?? "";
+    message.state = object.state ?? 0;
+    return message;
+  },
+};
+
+function createBaseListMovesResponse(): ListMovesResponse {
+  return { moves: [], nextPageToken: "" };
+}
+
+export const ListMovesResponse: MessageFns<ListMovesResponse> = {
+  encode(message: ListMovesResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.moves) {
+      Move.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.nextPageToken !== "") {
+      writer.uint32(18).string(message.nextPageToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListMovesResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListMovesResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.moves.push(Move.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.nextPageToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListMovesResponse {
+    return {
+      moves: globalThis.Array.isArray(object?.moves) ? object.moves.map((e: any) => Move.fromJSON(e)) : [],
+      nextPageToken: isSet(object.nextPageToken)
+        ? globalThis.String(object.nextPageToken)
+        : isSet(object.next_page_token)
+        ? globalThis.String(object.next_page_token)
+        : "",
+    };
+  },
+
+  toJSON(message: ListMovesResponse): unknown {
+    const obj: any = {};
+    if (message.moves?.length) {
+      obj.moves = message.moves.map((e) => Move.toJSON(e));
+    }
+    if (message.nextPageToken !== "") {
+      obj.nextPageToken = message.nextPageToken;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ListMovesResponse>): ListMovesResponse {
+    return ListMovesResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ListMovesResponse>): ListMovesResponse {
+    const message = createBaseListMovesResponse();
+    message.moves = object.moves?.map((e) => Move.fromPartial(e)) || [];
+    message.nextPageToken = object.nextPageToken ?? "";
+    return message;
+  },
+};
+
+function createBaseGetMoveRequest(): GetMoveRequest {
+  return { id: "" };
+}
+
+export const GetMoveRequest: MessageFns<GetMoveRequest> = {
+  encode(message: GetMoveRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetMoveRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetMoveRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetMoveRequest {
+    return { id: isSet(object.id) ? globalThis.String(object.id) : "" };
+  },
+
+  toJSON(message: GetMoveRequest): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<GetMoveRequest>): GetMoveRequest {
+    return GetMoveRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<GetMoveRequest>): GetMoveRequest {
+    const message = createBaseGetMoveRequest();
+    message.id = object.id ?? "";
+    return message;
+  },
+};
+
+function createBaseGetMoveResponse(): GetMoveResponse {
+  return { move: undefined };
+}
+
+export const GetMoveResponse: MessageFns<GetMoveResponse> = {
+  encode(message: GetMoveResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.move !== undefined) {
+      Move.encode(message.move, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetMoveResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetMoveResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.move = Move.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetMoveResponse {
+    return { move: isSet(object.move) ? Move.fromJSON(object.move) : undefined };
+  },
+
+  toJSON(message: GetMoveResponse): unknown {
+    const obj: any = {};
+    if (message.move !== undefined) {
+      obj.move = Move.toJSON(message.move);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<GetMoveResponse>): GetMoveResponse {
+    return GetMoveResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<GetMoveResponse>): GetMoveResponse {
+    const message = createBaseGetMoveResponse();
+    message.move = (object.move !== undefined && object.move !== null) ? Move.fromPartial(object.move) : undefined;
+    return message;
+  },
+};
+
+function createBaseCancelMoveRequest(): CancelMoveRequest {
+  return { id: "" };
+}
+
+export const CancelMoveRequest: MessageFns<CancelMoveRequest> = {
+  encode(message: CancelMoveRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CancelMoveRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCancelMoveRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CancelMoveRequest {
+    return { id: isSet(object.id) ? globalThis.String(object.id) : "" };
+  },
+
+  toJSON(message: CancelMoveRequest): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<CancelMoveRequest>): CancelMoveRequest {
+    return CancelMoveRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<CancelMoveRequest>): CancelMoveRequest {
+    const message = createBaseCancelMoveRequest();
+    message.id = object.id ?? "";
+    return message;
+  },
+};
+
+function createBaseCancelMoveResponse(): CancelMoveResponse {
+  return { move: undefined };
+}
+
+export const CancelMoveResponse: MessageFns<CancelMoveResponse> = {
+  encode(message: CancelMoveResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.move !== undefined) {
+      Move.encode(message.move, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CancelMoveResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCancelMoveResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.move = Move.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CancelMoveResponse {
+    return { move: isSet(object.move) ? Move.fromJSON(object.move) : undefined };
+  },
+
+  toJSON(message: CancelMoveResponse): unknown {
+    const obj: any = {};
+    if (message.move !== undefined) {
+      obj.move = Move.toJSON(message.move);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<CancelMoveResponse>): CancelMoveResponse {
+    return CancelMoveResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<CancelMoveResponse>): CancelMoveResponse {
+    const message = createBaseCancelMoveResponse();
+    message.move = (object.move !== undefined && object.move !== null) ? Move.fromPartial(object.move) : undefined;
+    return message;
+  },
+};
+
+/**
+ * AdminService shows and changes the topology: shards, the ring, and where clients live.
+ * Moves copy a client to another shard online and flip its placement after verifying the copy.
+ */
 export type AdminServiceDefinition = typeof AdminServiceDefinition;
 export const AdminServiceDefinition = {
   name: "AdminService",
@@ -662,6 +3288,105 @@ export const AdminServiceDefinition = {
       responseStream: false,
       options: {},
     },
+    /**
+     * Registers a new shard and puts it on the ring (new clients may land there at once; existing
+     * ones move only through MoveTenant or Rebalance). ALREADY_EXISTS for a taken name.
+     */
+    addShard: {
+      name: "AddShard",
+      requestType: AddShardRequest as typeof AddShardRequest,
+      requestStream: false,
+      responseType: AddShardResponse as typeof AddShardResponse,
+      responseStream: false,
+      options: {},
+    },
+    /**
+     * Takes a shard off the ring so no new client lands there; Rebalance then moves its clients
+     * away. Idempotent.
+     */
+    drainShard: {
+      name: "DrainShard",
+      requestType: DrainShardRequest as typeof DrainShardRequest,
+      requestStream: false,
+      responseType: DrainShardResponse as typeof DrainShardResponse,
+      responseStream: false,
+      options: {},
+    },
+    /** Unregisters a shard. FAILED_PRECONDITION while any client is placed there. */
+    removeShard: {
+      name: "RemoveShard",
+      requestType: RemoveShardRequest as typeof RemoveShardRequest,
+      requestStream: false,
+      responseType: RemoveShardResponse as typeof RemoveShardResponse,
+      responseStream: false,
+      options: {},
+    },
+    /** Changes a shard's share of the ring. */
+    setShardWeight: {
+      name: "SetShardWeight",
+      requestType: SetShardWeightRequest as typeof SetShardWeightRequest,
+      requestStream: false,
+      responseType: SetShardWeightResponse as typeof SetShardWeightResponse,
+      responseStream: false,
+      options: {},
+    },
+    /** Dry run: which clients a rebalance would move where, and why, with their sizes. */
+    planRebalance: {
+      name: "PlanRebalance",
+      requestType: PlanRebalanceRequest as typeof PlanRebalanceRequest,
+      requestStream: false,
+      responseType: PlanRebalanceResponse as typeof PlanRebalanceResponse,
+      responseStream: false,
+      options: {},
+    },
+    /**
+     * Moves one client to another shard online; streams progress until the move ends. The move
+     * goes on if the caller disconnects (watch it with GetMove).
+     */
+    moveTenant: {
+      name: "MoveTenant",
+      requestType: MoveTenantRequest as typeof MoveTenantRequest,
+      requestStream: false,
+      responseType: MoveTenantResponse as typeof MoveTenantResponse,
+      responseStream: true,
+      options: {},
+    },
+    /** Runs the current plan, a bounded number of moves at a time; streams progress. */
+    rebalance: {
+      name: "Rebalance",
+      requestType: RebalanceRequest as typeof RebalanceRequest,
+      requestStream: false,
+      responseType: RebalanceResponse as typeof RebalanceResponse,
+      responseStream: true,
+      options: {},
+    },
+    /** Lists moves, newest first. */
+    listMoves: {
+      name: "ListMoves",
+      requestType: ListMovesRequest as typeof ListMovesRequest,
+      requestStream: false,
+      responseType: ListMovesResponse as typeof ListMovesResponse,
+      responseStream: false,
+      options: {},
+    },
+    /** Returns one move. */
+    getMove: {
+      name: "GetMove",
+      requestType: GetMoveRequest as typeof GetMoveRequest,
+      requestStream: false,
+      responseType: GetMoveResponse as typeof GetMoveResponse,
+      responseStream: false,
+      options: {},
+    },
+    /** Cancels a move that has not flipped yet; it rolls back and the client stays on its source. */
+    cancelMove: {
+      name: "CancelMove",
+      requestType: CancelMoveRequest as typeof CancelMoveRequest,
+      requestStream: false,
+      responseType: CancelMoveResponse as typeof CancelMoveResponse,
+      responseStream: false,
+      options: {},
+    },
   },
 } as const;
 
@@ -673,6 +3398,56 @@ export interface AdminServiceImplementation<CallContextExt = {}> {
   ): Promise<DeepPartial<GetTopologyResponse>>;
   /** Returns where a client lives and whether that differs from the ring's default placement. */
   locate(request: LocateRequest, context: CallContext & CallContextExt): Promise<DeepPartial<LocateResponse>>;
+  /**
+   * Registers a new shard and puts it on the ring (new clients may land there at once; existing
+   * ones move only through MoveTenant or Rebalance). ALREADY_EXISTS for a taken name.
+   */
+  addShard(request: AddShardRequest, context: CallContext & CallContextExt): Promise<DeepPartial<AddShardResponse>>;
+  /**
+   * Takes a shard off the ring so no new client lands there; Rebalance then moves its clients
+   * away. Idempotent.
+   */
+  drainShard(
+    request: DrainShardRequest,
+    context: CallContext & CallContextExt,
+  ): Promise<DeepPartial<DrainShardResponse>>;
+  /** Unregisters a shard. FAILED_PRECONDITION while any client is placed there. */
+  removeShard(
+    request: RemoveShardRequest,
+    context: CallContext & CallContextExt,
+  ): Promise<DeepPartial<RemoveShardResponse>>;
+  /** Changes a shard's share of the ring. */
+  setShardWeight(
+    request: SetShardWeightRequest,
+    context: CallContext & CallContextExt,
+  ): Promise<DeepPartial<SetShardWeightResponse>>;
+  /** Dry run: which clients a rebalance would move where, and why, with their sizes. */
+  planRebalance(
+    request: PlanRebalanceRequest,
+    context: CallContext & CallContextExt,
+  ): Promise<DeepPartial<PlanRebalanceResponse>>;
+  /**
+   * Moves one client to another shard online; streams progress until the move ends. The move
+   * goes on if the caller disconnects (watch it with GetMove).
+   */
+  moveTenant(
+    request: MoveTenantRequest,
+    context: CallContext & CallContextExt,
+  ): ServerStreamingMethodResult<DeepPartial<MoveTenantResponse>>;
+  /** Runs the current plan, a bounded number of moves at a time; streams progress. */
+  rebalance(
+    request: RebalanceRequest,
+    context: CallContext & CallContextExt,
+  ): ServerStreamingMethodResult<DeepPartial<RebalanceResponse>>;
+  /** Lists moves, newest first. */
+  listMoves(request: ListMovesRequest, context: CallContext & CallContextExt): Promise<DeepPartial<ListMovesResponse>>;
+  /** Returns one move. */
+  getMove(request: GetMoveRequest, context: CallContext & CallContextExt): Promise<DeepPartial<GetMoveResponse>>;
+  /** Cancels a move that has not flipped yet; it rolls back and the client stays on its source. */
+  cancelMove(
+    request: CancelMoveRequest,
+    context: CallContext & CallContextExt,
+  ): Promise<DeepPartial<CancelMoveResponse>>;
 }
 
 export interface AdminServiceClient<CallOptionsExt = {}> {
@@ -683,6 +3458,60 @@ export interface AdminServiceClient<CallOptionsExt = {}> {
   ): Promise<GetTopologyResponse>;
   /** Returns where a client lives and whether that differs from the ring's default placement. */
   locate(request: DeepPartial<LocateRequest>, options?: CallOptions & CallOptionsExt): Promise<LocateResponse>;
+  /**
+   * Registers a new shard and puts it on the ring (new clients may land there at once; existing
+   * ones move only through MoveTenant or Rebalance). ALREADY_EXISTS for a taken name.
+   */
+  addShard(request: DeepPartial<AddShardRequest>, options?: CallOptions & CallOptionsExt): Promise<AddShardResponse>;
+  /**
+   * Takes a shard off the ring so no new client lands there; Rebalance then moves its clients
+   * away. Idempotent.
+   */
+  drainShard(
+    request: DeepPartial<DrainShardRequest>,
+    options?: CallOptions & CallOptionsExt,
+  ): Promise<DrainShardResponse>;
+  /** Unregisters a shard. FAILED_PRECONDITION while any client is placed there. */
+  removeShard(
+    request: DeepPartial<RemoveShardRequest>,
+    options?: CallOptions & CallOptionsExt,
+  ): Promise<RemoveShardResponse>;
+  /** Changes a shard's share of the ring. */
+  setShardWeight(
+    request: DeepPartial<SetShardWeightRequest>,
+    options?: CallOptions & CallOptionsExt,
+  ): Promise<SetShardWeightResponse>;
+  /** Dry run: which clients a rebalance would move where, and why, with their sizes. */
+  planRebalance(
+    request: DeepPartial<PlanRebalanceRequest>,
+    options?: CallOptions & CallOptionsExt,
+  ): Promise<PlanRebalanceResponse>;
+  /**
+   * Moves one client to another shard online; streams progress until the move ends. The move
+   * goes on if the caller disconnects (watch it with GetMove).
+   */
+  moveTenant(
+    request: DeepPartial<MoveTenantRequest>,
+    options?: CallOptions & CallOptionsExt,
+  ): AsyncIterable<MoveTenantResponse>;
+  /** Runs the current plan, a bounded number of moves at a time; streams progress. */
+  rebalance(
+    request: DeepPartial<RebalanceRequest>,
+    options?: CallOptions & CallOptionsExt,
+  ): AsyncIterable<RebalanceResponse>;
+  /** Lists moves, newest first. */
+  listMoves(request: DeepPartial<ListMovesRequest>, options?: CallOptions & CallOptionsExt): Promise<ListMovesResponse>;
+  /** Returns one move. */
+  getMove(request: DeepPartial<GetMoveRequest>, options?: CallOptions & CallOptionsExt): Promise<GetMoveResponse>;
+  /** Cancels a move that has not flipped yet; it rolls back and the client stays on its source. */
+  cancelMove(
+    request: DeepPartial<CancelMoveRequest>,
+    options?: CallOptions & CallOptionsExt,
+  ): Promise<CancelMoveResponse>;
+}
+
+function floatToJson(value: number | null | undefined): number | string | null | undefined {
+  return typeof value === "number" && !globalThis.Number.isFinite(value) ? globalThis.String(value) : value;
 }
 
 type Builtin = Date | Function | Uint8Array | string | number | boolean | undefined;
@@ -692,6 +3521,28 @@ export type DeepPartial<T> = T extends Builtin ? T
   : T extends ReadonlyArray<infer U> ? ReadonlyArray<DeepPartial<U>>
   : T extends {} ? { [K in keyof T]?: DeepPartial<T[K]> }
   : Partial<T>;
+
+function toTimestamp(date: Date): Timestamp {
+  const seconds = Math.trunc(date.getTime() / 1_000);
+  const nanos = (date.getTime() % 1_000) * 1_000_000;
+  return { seconds, nanos };
+}
+
+function fromTimestamp(t: Timestamp): Date {
+  let millis = (t.seconds || 0) * 1_000;
+  millis += (t.nanos || 0) / 1_000_000;
+  return new globalThis.Date(millis);
+}
+
+function fromJsonTimestamp(o: any): Date {
+  if (o instanceof globalThis.Date) {
+    return o;
+  } else if (typeof o === "string") {
+    return new globalThis.Date(o);
+  } else {
+    return fromTimestamp(Timestamp.fromJSON(o));
+  }
+}
 
 function longToNumber(int64: { toString(): string }): number {
   const num = globalThis.Number(int64.toString());
@@ -707,6 +3558,8 @@ function longToNumber(int64: { toString(): string }): number {
 function isSet(value: any): boolean {
   return value !== null && value !== undefined;
 }
+
+export type ServerStreamingMethodResult<Response> = { [Symbol.asyncIterator](): AsyncIterator<Response, void> };
 
 export interface MessageFns<T> {
   encode(message: T, writer?: BinaryWriter): BinaryWriter;

@@ -1,0 +1,166 @@
+import { ShardgateError } from '../core/errors.js';
+import type { ClientId, ShardName } from '../core/ids.js';
+import type { Database } from '../pg/database.js';
+
+export const movePhases = [
+  'pending',
+  'preparing',
+  'copying',
+  'catching_up',
+  'cutover',
+  'flipped',
+  'cleaning',
+  'done',
+] as const;
+export type MovePhase = (typeof movePhases)[number];
+export const moveStates = ['running', 'succeeded', 'failed', 'cancelled'] as const;
+export type MoveState = (typeof moveStates)[number];
+export const moveReasons = ['ring', 'drain', 'manual'] as const;
+export type MoveReason = (typeof moveReasons)[number];
+
+/** A move as journaled in the catalog; the journal row is saved before each step runs. */
+export interface MoveRecord {
+  id: string;
+  clientId: ClientId;
+  sourceShard: ShardName;
+  targetShard: ShardName;
+  reason: MoveReason;
+  phase: MovePhase;
+  state: MoveState;
+  rowsCopied: number;
+  rowsTotal: number;
+  bytesTotal: number;
+  writePauseMs: number | null;
+  error: string | null;
+  cancelRequested: boolean;
+  createdAt: Date;
+  updatedAt: Date;
+  finishedAt: Date | null;
+}
+
+const COLUMNS = `id, client_id AS "clientId", source_shard AS "sourceShard", target_shard AS "targetShard",
+  reason, phase, state, rows_copied::float8 AS "rowsCopied", rows_total::float8 AS "rowsTotal",
+  bytes_total::float8 AS "bytesTotal", write_pause_ms::float8 AS "writePauseMs", error,
+  cancel_requested AS "cancelRequested", created_at AS "createdAt", updated_at AS "updatedAt",
+  finished_at AS "finishedAt"`;
+
+/** The fields a step may change. */
+export type MoveUpdate = Partial<Pick<MoveRecord, 'phase' | 'state' | 'rowsCopied' | 'rowsTotal' | 'bytesTotal' | 'writePauseMs' | 'error'>>;
+
+const UPDATE_COLUMNS: Record<keyof MoveUpdate, string> = {
+  phase: 'phase',
+  state: 'state',
+  rowsCopied: 'rows_copied',
+  rowsTotal: 'rows_total',
+  bytesTotal: 'bytes_total',
+  writePauseMs: 'write_pause_ms',
+  error: 'error',
+};
+
+/** The move journal (`shardgate.moves`) and the placement flip, in the catalog database. */
+export class MoveJournal {
+  readonly #db: Database;
+
+  constructor(db: Database) {
+    this.#db = db;
+  }
+
+  /** Journals a new move; FAILED_PRECONDITION when the client already has a running one. */
+  async create(m: { clientId: ClientId; source: ShardName; target: ShardName; reason: MoveReason }): Promise<MoveRecord> {
+    try {
+      const res = await this.#db.query<MoveRecord>(
+        `INSERT INTO shardgate.moves (client_id, source_shard, target_shard, reason, phase, state)
+         VALUES ($1, $2, $3, $4, 'pending', 'running') RETURNING ${COLUMNS}`,
+        [m.clientId, m.source, m.target, m.reason],
+      );
+      return res.rows[0]!;
+    } catch (err) {
+      if (err instanceof ShardgateError && err.code === 'already-exists') {
+        throw new ShardgateError('failed-precondition', `client '${m.clientId}' is already being moved`);
+      }
+      throw err;
+    }
+  }
+
+  async get(id: string, signal?: AbortSignal): Promise<MoveRecord | undefined> {
+    const res = await this.#db.query<MoveRecord>(`SELECT ${COLUMNS} FROM shardgate.moves WHERE id = $1`, [id], signal);
+    return res.rows[0];
+  }
+
+  async update(id: string, u: MoveUpdate): Promise<MoveRecord> {
+    const sets: string[] = [];
+    const values: unknown[] = [id];
+    for (const [key, column] of Object.entries(UPDATE_COLUMNS) as [keyof MoveUpdate, string][]) {
+      if (u[key] === undefined) continue;
+      values.push(u[key]);
+      sets.push(`${column} = $${values.length}`);
+    }
+    if (u.state && u.state !== 'running') sets.push(`finished_at = date_trunc('milliseconds', now())`);
+    sets.push(`updated_at = date_trunc('milliseconds', now())`);
+    const res = await this.#db.query<MoveRecord>(
+      `UPDATE shardgate.moves SET ${sets.join(', ')} WHERE id = $1 RETURNING ${COLUMNS}`,
+      values,
+    );
+    if (!res.rows[0]) throw new ShardgateError('not-found', `move ${id} does not exist`);
+    return res.rows[0];
+  }
+
+  async requestCancel(id: string, signal?: AbortSignal): Promise<MoveRecord | undefined> {
+    const res = await this.#db.query<MoveRecord>(
+      `UPDATE shardgate.moves SET cancel_requested = true, updated_at = date_trunc('milliseconds', now())
+       WHERE id = $1 RETURNING ${COLUMNS}`,
+      [id],
+      signal,
+    );
+    return res.rows[0];
+  }
+
+  async list(
+    q: { clientId?: string; state?: MoveState; before?: { createdAt: Date; id: string }; limit: number },
+    signal?: AbortSignal,
+  ): Promise<MoveRecord[]> {
+    const res = await this.#db.query<MoveRecord>(
+      `SELECT ${COLUMNS} FROM shardgate.moves
+       WHERE ($1::text IS NULL OR client_id = $1) AND ($2::text IS NULL OR state = $2)
+         AND ($3::timestamptz IS NULL OR (created_at, id) < ($3, $4::uuid))
+       ORDER BY created_at DESC, id DESC LIMIT $5`,
+      [q.clientId ?? null, q.state ?? null, q.before?.createdAt ?? null, q.before?.id ?? null, q.limit],
+      signal,
+    );
+    return res.rows;
+  }
+
+  async listRunning(): Promise<MoveRecord[]> {
+    const res = await this.#db.query<MoveRecord>(
+      `SELECT ${COLUMNS} FROM shardgate.moves WHERE state = 'running' ORDER BY created_at`,
+    );
+    return res.rows;
+  }
+
+  /**
+   * The flip: one catalog transaction points the client at the target, resumes its writes and
+   * records the phase. False (and nothing changed) when the client is no longer on the source.
+   */
+  async flip(move: MoveRecord, writePauseMs: number): Promise<boolean> {
+    return this.#db.transaction(undefined, async (tx) => {
+      const res = await tx.query(
+        `UPDATE shardgate.tenants SET shard = $3, writes_paused = false, pinned = $4,
+           updated_at = date_trunc('milliseconds', now())
+         WHERE client_id = $1 AND shard = $2`,
+        [move.clientId, move.sourceShard, move.targetShard, move.reason === 'manual'],
+      );
+      if (res.rowCount !== 1) return false;
+      await tx.query(
+        `UPDATE shardgate.moves SET phase = 'flipped', write_pause_ms = $2,
+           updated_at = date_trunc('milliseconds', now()) WHERE id = $1`,
+        [move.id, writePauseMs],
+      );
+      return true;
+    });
+  }
+
+  /** A session-level advisory lock on the catalog marks the one process running a move. */
+  lockKey(id: string): string {
+    return `shardgate:move:${id}`;
+  }
+}

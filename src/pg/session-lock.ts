@@ -1,0 +1,35 @@
+import pg from 'pg';
+
+/** A held session-level advisory lock; released when `release` is called or the process dies. */
+export interface SessionLock {
+  release(): Promise<void>;
+}
+
+/**
+ * Tries to take a session-level advisory lock on its own connection. Because the lock lives as
+ * long as that connection, a crashed process frees it at once, so another process can take over
+ * the job it guarded. Undefined when someone else holds it.
+ */
+export async function trySessionLock(url: string, key: string): Promise<SessionLock | undefined> {
+  const client = new pg.Client({ connectionString: url, application_name: 'shardgate-lock', keepAlive: true });
+  client.on('error', () => undefined);
+  await client.connect();
+  try {
+    const res = await client.query<{ ok: boolean }>(
+      'SELECT pg_catalog.pg_try_advisory_lock(pg_catalog.hashtextextended($1, 0)) AS ok',
+      [key],
+    );
+    if (!res.rows[0]?.ok) {
+      await client.end();
+      return undefined;
+    }
+  } catch (err) {
+    await client.end().catch(() => undefined);
+    throw err;
+  }
+  return {
+    async release() {
+      await client.end().catch(() => undefined);
+    },
+  };
+}

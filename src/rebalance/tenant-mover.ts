@@ -1,0 +1,261 @@
+import { EventEmitter } from 'node:events';
+import type { Catalog } from '../catalog/catalog.js';
+import type { MoveJournal, MovePhase, MoveReason, MoveRecord, MoveUpdate } from '../catalog/move-journal.js';
+import { ShardgateError, unknownClient } from '../core/errors.js';
+import type { Failpoints } from '../core/failpoints.js';
+import { schemaNameFor, type ClientId, type ShardName } from '../core/ids.js';
+import type { Database } from '../pg/database.js';
+import { trySessionLock } from '../pg/session-lock.js';
+import { ensureClientSchema } from '../shards/client-schema.js';
+import * as repl from '../shards/replication.js';
+import type { ShardPools } from '../shards/shard-pools.js';
+
+/** Tuning of the move protocol; defaults are set in the TenantMover constructor. */
+export interface MoverOptions {
+  /** How often copy progress is polled. */
+  pollMs?: number;
+  /** Longest the initial copy may take before the move fails. */
+  copyTimeoutMs?: number;
+  /** Longest the cutover may wait for the last changes before rolling back (writes are paused). */
+  cutoverTimeoutMs?: number;
+}
+
+/** What the mover works with. */
+export interface MoverDeps {
+  catalog: Catalog;
+  journal: MoveJournal;
+  pools: ShardPools;
+  catalogUrl: string;
+  failpoints: Failpoints;
+  log: { info(o: object, m: string): void; warn(o: object, m: string): void };
+}
+
+class Cancelled extends Error {}
+
+const BEFORE_FLIP: readonly MovePhase[] = ['pending', 'preparing', 'copying', 'catching_up', 'cutover'];
+
+/**
+ * Moves one client's schema to another shard online (docs/adr/0005-online-moves.md): copy with
+ * logical replication while the client is served, then a short per-client write pause — fence
+ * the source, wait for the last change, verify both copies, flip the placement in one catalog
+ * transaction. Each step is journaled before it runs. A process that dies mid-move leaves a
+ * running journal row whose lock is free; `recover` rolls it back (before the flip) or finishes
+ * it (after). Emits `progress` with every journal change.
+ */
+export class TenantMover extends EventEmitter {
+  readonly #deps: MoverDeps;
+  readonly #pollMs: number;
+  readonly #copyTimeoutMs: number;
+  readonly #cutoverTimeoutMs: number;
+  readonly #running = new Map<string, Promise<MoveRecord>>();
+
+  constructor(deps: MoverDeps, options: MoverOptions = {}) {
+    super();
+    this.setMaxListeners(0);
+    this.#deps = deps;
+    this.#pollMs = options.pollMs ?? 50;
+    this.#copyTimeoutMs = options.copyTimeoutMs ?? 30 * 60_000;
+    this.#cutoverTimeoutMs = options.cutoverTimeoutMs ?? 5_000;
+  }
+
+  /** Journals a move and runs it in the background; resolves with the journaled record. */
+  async start(req: { clientId: ClientId; target: ShardName; reason: MoveReason }): Promise<MoveRecord> {
+    const tenant = await this.#deps.catalog.getTenant(req.clientId);
+    if (!tenant) throw unknownClient(req.clientId);
+    if (tenant.status === 'provisioning') {
+      throw new ShardgateError('failed-precondition', `client '${req.clientId}' is still being provisioned`);
+    }
+    if (tenant.shard === req.target) {
+      throw new ShardgateError('failed-precondition', `client '${req.clientId}' already lives on '${req.target}'`);
+    }
+    if (!this.#deps.pools.has(req.target)) {
+      throw new ShardgateError('not-found', `shard '${req.target}' does not exist`);
+    }
+    const move = await this.#deps.journal.create({
+      clientId: req.clientId,
+      source: tenant.shard,
+      target: req.target,
+      reason: req.reason,
+    });
+    void this.run(move.id);
+    return move;
+  }
+
+  /** Runs (or joins) a move; settles when it ends here, or at once if another process owns it. */
+  run(moveId: string, recovering = false): Promise<MoveRecord> {
+    const existing = this.#running.get(moveId);
+    if (existing) return existing;
+    const running = this.#runLocked(moveId, recovering).finally(() => this.#running.delete(moveId));
+    running.catch((err: unknown) => this.#deps.log.warn({ err, moveId }, 'move stopped; recovery will resume it'));
+    this.#running.set(moveId, running);
+    return running;
+  }
+
+  /** Takes over every running move that no live process holds (at start-up and periodically). */
+  async recover(): Promise<void> {
+    for (const move of await this.#deps.journal.listRunning()) {
+      if (!this.#running.has(move.id)) void this.run(move.id, true);
+    }
+  }
+
+  /** Waits for every move this process runs to settle (shutdown and tests). */
+  async idle(): Promise<void> {
+    await Promise.allSettled([...this.#running.values()]);
+  }
+
+  async #runLocked(moveId: string, recovering: boolean): Promise<MoveRecord> {
+    const lock = await trySessionLock(this.#deps.catalogUrl, this.#deps.journal.lockKey(moveId));
+    if (!lock) return this.#load(moveId);
+    try {
+      let move = await this.#load(moveId);
+      if (move.state !== 'running') return move;
+      if (BEFORE_FLIP.includes(move.phase)) {
+        move = recovering
+          ? await this.#rollBack(move, 'failed', 'the process running the move stopped; rolled back')
+          : await this.#forward(move);
+      }
+      if (move.state === 'running') move = await this.#cleanUp(move);
+      return move;
+    } finally {
+      await lock.release();
+    }
+  }
+
+  async #forward(move: MoveRecord): Promise<MoveRecord> {
+    try {
+      move = await this.#prepare(move);
+      move = await this.#copy(move);
+      move = await this.#catchUp(move);
+      return await this.#cutover(move);
+    } catch (err) {
+      const cancelled = err instanceof Cancelled;
+      this.#deps.log.warn({ err, moveId: move.id }, cancelled ? 'move cancelled' : 'move failed; rolling back');
+      return this.#rollBack(move, cancelled ? 'cancelled' : 'failed', cancelled ? null : (err as Error).message);
+    }
+  }
+
+  async #prepare(move: MoveRecord): Promise<MoveRecord> {
+    move = await this.#step(move, { phase: 'preparing' });
+    const { source, target, schema } = this.#ends(move);
+    await ensureClientSchema(source, schema);
+    const size = await repl.schemaSize(source, schema);
+    if (await repl.schemaExists(target, schema)) await repl.dropSchema(target, schema);
+    await ensureClientSchema(target, schema);
+    await repl.truncateSchema(target, schema);
+    return this.#step(move, { rowsTotal: size.rows, bytesTotal: size.bytes });
+  }
+
+  async #copy(move: MoveRecord): Promise<MoveRecord> {
+    move = await this.#step(move, { phase: 'copying' });
+    const { source, target, schema, name } = this.#ends(move);
+    await repl.createPublication(source, name, schema);
+    await repl.createSubscription(target, name, this.#deps.pools.urlOf(move.sourceShard));
+    const deadline = Date.now() + this.#copyTimeoutMs;
+    for (let polls = 1; ; polls++) {
+      const sync = await repl.syncProgress(target, name);
+      if (sync.tables > 0 && sync.ready === sync.tables) break;
+      if (Date.now() > deadline) throw new Error('the initial copy did not finish in time');
+      if (polls % 10 === 0) move = await this.#step(move, { rowsCopied: await totalRows(target, schema) });
+      await new Promise((r) => setTimeout(r, this.#pollMs));
+    }
+    return this.#step(move, { rowsCopied: await totalRows(target, schema) });
+  }
+
+  /** Lets replication drain the changes made during the copy, so the cutover has little to wait for. */
+  async #catchUp(move: MoveRecord): Promise<MoveRecord> {
+    move = await this.#step(move, { phase: 'catching_up' });
+    const { source, target, name, schema } = this.#ends(move);
+    await this.#waitApplied(target, name, await repl.writeMarker(source, schema), this.#copyTimeoutMs);
+    return move;
+  }
+
+  async #cutover(move: MoveRecord): Promise<MoveRecord> {
+    move = await this.#step(move, { phase: 'cutover' });
+    const { source, target, schema, name } = this.#ends(move);
+    const pausedAt = performance.now();
+    await this.#deps.catalog.setWritesPaused(move.clientId, true);
+    this.#deps.failpoints.hit('move.cutover.paused');
+    await repl.installFence(source, schema);
+    await this.#waitApplied(target, name, await repl.writeMarker(source, schema), this.#cutoverTimeoutMs);
+    this.#deps.failpoints.hit('move.cutover.caught-up');
+    const [a, b] = await Promise.all([repl.checksums(source, schema), repl.checksums(target, schema)]);
+    const differing = [...new Set([...a.keys(), ...b.keys()])].filter((t) => a.get(t) !== b.get(t));
+    if (differing.length > 0) throw new Error(`verification failed: table(s) ${differing.join(', ')} differ`);
+    this.#deps.failpoints.hit('move.cutover.verified');
+    const pauseMs = Math.round(performance.now() - pausedAt);
+    if (!(await this.#deps.journal.flip(move, pauseMs))) {
+      throw new Error('the client is no longer on the source shard; nothing was flipped');
+    }
+    this.#deps.log.info({ moveId: move.id, clientId: move.clientId, pauseMs }, 'move flipped');
+    this.#deps.failpoints.hit('move.flipped');
+    return this.#emit(await this.#load(move.id));
+  }
+
+  async #cleanUp(move: MoveRecord): Promise<MoveRecord> {
+    move = await this.#step(move, { phase: 'cleaning' });
+    const { source, target, schema, name } = this.#ends(move);
+    await repl.dropSubscription(target, name);
+    await repl.dropPublication(source, name);
+    await repl.dropSlot(source, name);
+    await repl.dropSchema(source, schema);
+    return this.#step(move, { phase: 'done', state: 'succeeded' });
+  }
+
+  /** Undoes a move that has not flipped; every step tolerates what is already gone. */
+  async #rollBack(move: MoveRecord, state: 'failed' | 'cancelled', error: string | null): Promise<MoveRecord> {
+    const { source, target, schema, name } = this.#ends(move);
+    const tenant = await this.#deps.catalog.getTenant(move.clientId);
+    await repl.dropSubscription(target, name);
+    await repl.dropPublication(source, name);
+    await repl.dropSlot(source, name);
+    if (tenant?.shard === move.sourceShard) {
+      await repl.removeFence(source, schema);
+      await this.#deps.catalog.setWritesPaused(move.clientId, false);
+      await repl.dropSchema(target, schema);
+    }
+    return this.#step(move, { state, ...(error === null ? {} : { error }) });
+  }
+
+  async #waitApplied(target: Database, name: string, lsn: string, timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!(await repl.appliedPast(target, name, lsn))) {
+      if (Date.now() > deadline) throw new Error('the target did not catch up in time');
+      await new Promise((r) => setTimeout(r, 2));
+    }
+  }
+
+  /** Journals a change (before the work it names), checks for cancellation, reports progress. */
+  async #step(move: MoveRecord, update: MoveUpdate): Promise<MoveRecord> {
+    const next = await this.#deps.journal.update(move.id, update);
+    if (update.phase) this.#deps.failpoints.hit(`move.${update.phase}`);
+    this.#emit(next);
+    if (next.state === 'running' && next.cancelRequested && BEFORE_FLIP.includes(next.phase)) {
+      throw new Cancelled();
+    }
+    return next;
+  }
+
+  async #load(moveId: string): Promise<MoveRecord> {
+    const move = await this.#deps.journal.get(moveId);
+    if (!move) throw new ShardgateError('not-found', `move ${moveId} does not exist`);
+    return move;
+  }
+
+  #emit(move: MoveRecord): MoveRecord {
+    this.emit('progress', move);
+    return move;
+  }
+
+  #ends(move: MoveRecord): { source: Database; target: Database; schema: string; name: string } {
+    return {
+      source: this.#deps.pools.get(move.sourceShard),
+      target: this.#deps.pools.get(move.targetShard),
+      schema: schemaNameFor(move.clientId),
+      name: repl.replicationName(move.id),
+    };
+  }
+}
+
+async function totalRows(db: Database, schema: string): Promise<number> {
+  return [...(await repl.rowCounts(db, schema)).values()].reduce((a, b) => a + b, 0);
+}

@@ -1,0 +1,233 @@
+import pg from 'pg';
+import type { Database } from '../pg/database.js';
+
+/**
+ * The shard-side steps of a move, each safe to re-run: logical replication of one client schema
+ * from its source shard to a target shard, a write fence on the source, and verification.
+ * `schema` arguments are raw schema names; identifiers are quoted here.
+ */
+
+/** SQLSTATE raised by the fence: the client's data is being moved off this shard. */
+export const FENCE_SQLSTATE = 'SGMOV';
+
+const q = pg.escapeIdentifier;
+const lit = pg.escapeLiteral;
+
+/** Name of the publication, subscription and slot of one move (≤ 63 bytes). */
+export function replicationName(moveId: string): string {
+  return `sg_move_${moveId.replaceAll('-', '')}`;
+}
+
+export async function createPublication(source: Database, name: string, schema: string): Promise<void> {
+  const exists = await source.query('SELECT 1 FROM pg_catalog.pg_publication WHERE pubname = $1', [name]);
+  if ((exists.rowCount ?? 0) > 0) return;
+  await source.query(`CREATE PUBLICATION ${q(name)} FOR TABLES IN SCHEMA ${q(schema)}`);
+}
+
+/**
+ * Subscribes the target to the source's publication; the initial copy starts at once. The source
+ * URL must be reachable from the target's PostgreSQL server, not only from the gateway.
+ */
+export async function createSubscription(
+  target: Database,
+  name: string,
+  sourceUrl: string,
+): Promise<void> {
+  const exists = await target.query('SELECT 1 FROM pg_catalog.pg_subscription WHERE subname = $1', [name]);
+  if ((exists.rowCount ?? 0) > 0) return;
+  await target.query(
+    `CREATE SUBSCRIPTION ${q(name)} CONNECTION ${lit(libpqConnectionString(sourceUrl))}
+     PUBLICATION ${q(name)} WITH (copy_data = true, create_slot = true, slot_name = ${lit(name)})`,
+  );
+}
+
+/** Tables of the subscription and how many have finished their initial copy. */
+export async function syncProgress(target: Database, name: string): Promise<{ tables: number; ready: number }> {
+  const res = await target.query<{ tables: string; ready: string }>(
+    `SELECT count(*) AS tables, count(*) FILTER (WHERE r.srsubstate = 'r') AS ready
+     FROM pg_catalog.pg_subscription s JOIN pg_catalog.pg_subscription_rel r ON r.srsubid = s.oid
+     WHERE s.subname = $1`,
+    [name],
+  );
+  return { tables: Number(res.rows[0]?.tables ?? 0), ready: Number(res.rows[0]?.ready ?? 0) };
+}
+
+/** Exact row count of every table in the schema. */
+export async function rowCounts(db: Database, schema: string): Promise<Map<string, number>> {
+  const tables = await tablesOf(db, schema);
+  if (tables.length === 0) return new Map();
+  const res = await db.query<{ t: string; n: string }>(
+    tables.map((t) => `SELECT ${lit(t)} AS t, count(*) AS n FROM ${q(schema)}.${q(t)}`).join(' UNION ALL '),
+  );
+  return new Map(res.rows.map((r) => [r.t, Number(r.n)]));
+}
+
+/** Size on disk and estimated rows of a schema (catalog statistics only: cheap). */
+export async function schemaSize(db: Database, schema: string): Promise<{ bytes: number; rows: number }> {
+  const res = await db.query<{ bytes: string | null; rows: string | null }>(
+    `SELECT sum(pg_catalog.pg_total_relation_size(c.oid)) AS bytes,
+            sum(GREATEST(c.reltuples, 0)) FILTER (WHERE c.relkind = 'r') AS rows
+     FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+     WHERE n.nspname = $1 AND c.relkind IN ('r', 'p')`,
+    [schema],
+  );
+  return { bytes: Number(res.rows[0]?.bytes ?? 0), rows: Math.round(Number(res.rows[0]?.rows ?? 0)) };
+}
+
+/**
+ * Fences the source: a BEFORE trigger on every table refuses writes with SQLSTATE SGMOV.
+ * CREATE TRIGGER waits for writes in flight, so every write either committed before the fence
+ * (and replicates) or fails (and the gateway retries it on the new placement).
+ */
+export async function installFence(source: Database, schema: string): Promise<void> {
+  const tables = await tablesOf(source, schema);
+  await source.transaction(undefined, async (tx) => {
+    await tx.query(`CREATE OR REPLACE FUNCTION ${q(schema)}.shardgate_fence() RETURNS trigger
+      LANGUAGE plpgsql SET search_path = pg_catalog AS $$
+      BEGIN
+        IF current_setting('shardgate.fence_bypass', true) = 'on' THEN
+          RETURN CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
+        END IF;
+        RAISE EXCEPTION 'client schema % is being moved to another shard', TG_TABLE_SCHEMA
+          USING ERRCODE = '${FENCE_SQLSTATE}';
+      END $$`);
+    for (const t of tables) {
+      await tx.query(`DROP TRIGGER IF EXISTS shardgate_fence ON ${q(schema)}.${q(t)}`);
+      await tx.query(`CREATE TRIGGER shardgate_fence BEFORE INSERT OR UPDATE OR DELETE
+        ON ${q(schema)}.${q(t)} FOR EACH ROW EXECUTE FUNCTION ${q(schema)}.shardgate_fence()`);
+    }
+  });
+}
+
+export async function removeFence(source: Database, schema: string): Promise<void> {
+  const exists = await source.query(`SELECT to_regnamespace($1) AS ns`, [q(schema)]);
+  if (!exists.rows[0]?.ns) return;
+  await source.query(`DROP FUNCTION IF EXISTS ${q(schema)}.shardgate_fence() CASCADE`);
+}
+
+/**
+ * Writes a marker through the fence (a no-op update of the state row) and returns a WAL position
+ * below its commit. Once the target's replication origin has applied past it, every change
+ * committed on the source before the fence is on the target.
+ */
+export async function writeMarker(source: Database, schema: string): Promise<string> {
+  return source.transaction(undefined, async (tx) => {
+    await tx.query(`SET LOCAL shardgate.fence_bypass = 'on'`);
+    await tx.query(`UPDATE ${q(schema)}.state SET document = document`);
+    const res = await tx.query<{ lsn: string }>('SELECT pg_catalog.pg_current_wal_insert_lsn()::text AS lsn');
+    return res.rows[0]!.lsn;
+  });
+}
+
+/** True once the subscription has applied a source commit past `lsn`. */
+export async function appliedPast(target: Database, name: string, lsn: string): Promise<boolean> {
+  const res = await target.query<{ done: boolean | null }>(
+    `SELECT o.remote_lsn >= $2::pg_lsn AS done
+     FROM pg_catalog.pg_subscription s
+     JOIN pg_catalog.pg_replication_origin_status o ON o.external_id = 'pg_' || s.oid
+     WHERE s.subname = $1`,
+    [name, lsn],
+  );
+  return res.rows[0]?.done === true;
+}
+
+/** Row count and an order-independent content digest of every table in the schema. */
+export async function checksums(db: Database, schema: string): Promise<Map<string, string>> {
+  const tables = await tablesOf(db, schema);
+  return db.transaction(undefined, async (tx) => {
+    await tx.query(`SET LOCAL TimeZone = 'UTC'`);
+    await tx.query(`SET LOCAL DateStyle = 'ISO'`);
+    await tx.query(`SET LOCAL extra_float_digits = 3`);
+    const out = new Map<string, string>();
+    for (const t of tables) {
+      const res = await tx.query<{ n: string; h: string | null }>(
+        `SELECT count(*) AS n, md5(string_agg(h, '' ORDER BY h)) AS h
+         FROM (SELECT md5(x::text) AS h FROM ${q(schema)}.${q(t)} x) rows`,
+      );
+      out.set(t, `${res.rows[0]?.n ?? 0}:${res.rows[0]?.h ?? ''}`);
+    }
+    return out;
+  });
+}
+
+/** Drops the subscription (and its slot on the source when the source answers). */
+export async function dropSubscription(target: Database, name: string): Promise<void> {
+  const exists = await target.query('SELECT 1 FROM pg_catalog.pg_subscription WHERE subname = $1', [name]);
+  if ((exists.rowCount ?? 0) === 0) return;
+  try {
+    await target.query(`DROP SUBSCRIPTION ${q(name)}`);
+  } catch {
+    // The source is unreachable: detach the slot so the drop succeeds; dropSlot cleans it later.
+    await target.query(`ALTER SUBSCRIPTION ${q(name)} DISABLE`);
+    await target.query(`ALTER SUBSCRIPTION ${q(name)} SET (slot_name = NONE)`);
+    await target.query(`DROP SUBSCRIPTION ${q(name)}`);
+  }
+}
+
+export async function dropPublication(source: Database, name: string): Promise<void> {
+  await source.query(`DROP PUBLICATION IF EXISTS ${q(name)}`);
+}
+
+/** Drops the replication slot if it is still there and unused. */
+export async function dropSlot(source: Database, name: string): Promise<void> {
+  await source.query(
+    `SELECT pg_catalog.pg_drop_replication_slot(slot_name) FROM pg_catalog.pg_replication_slots
+     WHERE slot_name = $1 AND NOT active`,
+    [name],
+  );
+}
+
+export async function dropSchema(db: Database, schema: string): Promise<void> {
+  await db.query(`DROP SCHEMA IF EXISTS ${q(schema)} CASCADE`);
+}
+
+export async function schemaExists(db: Database, schema: string): Promise<boolean> {
+  const res = await db.query<{ ns: string | null }>(`SELECT to_regnamespace($1)::text AS ns`, [q(schema)]);
+  return res.rows[0]?.ns != null;
+}
+
+/** Empties every table of a freshly made schema, so the initial copy brings exactly the source's rows. */
+export async function truncateSchema(db: Database, schema: string): Promise<void> {
+  const tables = await tablesOf(db, schema);
+  if (tables.length === 0) return;
+  await db.query(`TRUNCATE ${tables.map((t) => `${q(schema)}.${q(t)}`).join(', ')}`);
+}
+
+async function tablesOf(db: Database, schema: string): Promise<string[]> {
+  const res = await db.query<{ t: string }>(
+    `SELECT tablename AS t FROM pg_catalog.pg_tables WHERE schemaname = $1 ORDER BY tablename`,
+    [schema],
+  );
+  return res.rows.map((r) => r.t);
+}
+
+/** libpq keyword/value form of a postgres:// URL, as CREATE SUBSCRIPTION wants it. */
+export function libpqConnectionString(url: string): string {
+  const u = new URL(url);
+  const parts: Record<string, string> = {
+    host: decodeURIComponent(u.hostname),
+    port: u.port || '5432',
+    dbname: decodeURIComponent(u.pathname.slice(1)),
+    user: decodeURIComponent(u.username),
+    password: decodeURIComponent(u.password),
+  };
+  for (const [k, v] of u.searchParams) parts[k] = v;
+  return Object.entries(parts)
+    .filter(([, v]) => v !== '')
+    .map(([k, v]) => `${k}='${v.replaceAll('\\', '\\\\').replaceAll("'", "\\'")}'`)
+    .join(' ');
+}
+
+/** Size and estimated rows of every client schema on a shard, in one catalog-statistics query. */
+export async function clientSchemaSizes(db: Database): Promise<Map<string, { bytes: number; rows: number }>> {
+  const res = await db.query<{ schema: string; bytes: string | null; rows: string | null }>(
+    `SELECT n.nspname AS schema, sum(pg_catalog.pg_total_relation_size(c.oid)) AS bytes,
+            sum(GREATEST(c.reltuples, 0)) FILTER (WHERE c.relkind = 'r') AS rows
+     FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+     WHERE n.nspname LIKE 'client\\_%' AND c.relkind IN ('r', 'p')
+     GROUP BY n.nspname`,
+  );
+  return new Map(
+    res.rows.map((r) => [r.schema, { bytes: Number(r.bytes ?? 0), rows: Math.round(Number(r.rows ?? 0)) }]),
+  );
+}
