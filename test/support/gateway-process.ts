@@ -34,17 +34,21 @@ function installExitHook(): void {
  * address. Rejects (and kills the child) if it exits first or does not listen within `startMs`.
  */
 export async function spawnGatewayProcess(
-  topology: TestTopology,
+  topology: TestTopology | undefined,
   options: { startMs?: number; env?: Record<string, string> } = {},
 ): Promise<GatewayProcess> {
   installExitHook();
   const env: Record<string, string | undefined> = { ...process.env };
   // Nothing from the parent's environment may change the child's configuration.
   for (const key of Object.keys(env)) if (key.startsWith('SHARDGATE_')) delete env[key];
-  Object.assign(env, {
+  // Without a topology the child runs as `npm start` does: on embedded PostgreSQL.
+  const external = topology && {
     SHARDGATE_CATALOG_URL: topology.catalogUrl,
-    SHARDGATE_LISTEN: '127.0.0.1:0',
     SHARDGATE_SHARDS: topology.shards.map((s) => `${s.name}=${s.url}`).join(' '),
+  };
+  Object.assign(env, {
+    ...external,
+    SHARDGATE_LISTEN: '127.0.0.1:0',
     SHARDGATE_LOG_LEVEL: 'info',
     ...options.env,
   });
