@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import type { TestProject } from 'vitest/node';
 import { EmbeddedServer } from '../../src/embedded/embedded-server.js';
 
-/** Separate PostgreSQL server processes shared by all test files: [catalog, shard A, shard B]. */
+/** Separate PostgreSQL server processes shared by all test files: [catalog, shard A, B, C]. */
 export interface ProvidedServer {
   port: number;
   /** Superuser URL of the `postgres` database; tests create their own databases from it. */
@@ -35,7 +35,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
   await chmod(dir, 0o755);
   const servers: EmbeddedServer[] = [];
   try {
-    for (const name of ['catalog', 'shard-a', 'shard-b']) {
+    for (const name of ['catalog', 'shard-a', 'shard-b', 'shard-c']) {
       servers.push(
         await EmbeddedServer.start({ dataDir: join(dir, name), port: await freePort(), persistent: false, databases: [] }),
       );
