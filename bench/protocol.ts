@@ -1,0 +1,79 @@
+/**
+ * What the benchmark's processes tell each other over the fork() IPC channel. The orchestrator
+ * (run.ts) owns the databases and the gateway; the load generator only calls them.
+ */
+
+/** Every operation the load generator can drive, grouped by what it measures. */
+export const OPS = [
+  // (a) bare grpc-js unary echo: the ceiling of any gRPC gateway on this runtime
+  'echo',
+  // (b) pg.Pool straight to the shard, with the gateway's own SQL text
+  'pg.get',
+  'pg.insert',
+  // (c) shardgate through its typed client
+  'sg.GetAppointment',
+  'sg.ListAppointments',
+  'sg.CreateAppointment',
+  'sg.AppendHandoff',
+  'sg.PatchState',
+] as const;
+/** One of OPS. */
+export type OpName = (typeof OPS)[number];
+
+/** Which side a gateway op is compared with for the c/b ratio; others have no direct-pg twin. */
+export const PG_TWIN: Partial<Record<OpName, OpName>> = {
+  'sg.GetAppointment': 'pg.get',
+  'sg.CreateAppointment': 'pg.insert',
+};
+
+/** One seeded client, as the load generator needs it. */
+export interface BenchTenant {
+  clientId: string;
+  shard: string;
+  /** The unquoted schema name, e.g. `client_bench_01`. */
+  schema: string;
+  appointmentIds: string[];
+}
+
+/** Everything the load generator needs to reach the three targets. */
+export interface Dataset {
+  echoAddress: string;
+  gatewayAddress: string;
+  /** Shard name → connection URL (holds a password: never print it). */
+  shardUrls: Record<string, string>;
+  /** Connections per shard pool, the same as the gateway's. */
+  poolMax: number;
+  tenants: BenchTenant[];
+  /** ListAppointments reads only the seeded rows: those scheduled before this instant (ms). */
+  seededBeforeMs: number;
+}
+
+/** One cell of the table: one op at one concurrency (a warm-up is just an unreported cell). */
+export interface CellSpec {
+  op: OpName;
+  concurrency: number;
+  durationMs: number;
+}
+
+/** What the load generator measured for one cell; latencies in milliseconds. */
+export interface CellResult extends CellSpec {
+  calls: number;
+  errors: number;
+  /** First error of the cell, e.g. `UNAVAILABLE: …`. */
+  errorSample?: string;
+  elapsedMs: number;
+  callsPerSec: number;
+  p50Ms: number;
+  p99Ms: number;
+  meanMs: number;
+  maxMs: number;
+  /** CPU time of the load generator itself during the cell. */
+  clientCpuMs: number;
+}
+
+/** Orchestrator → load generator. */
+export type ToGenerator = { type: 'init'; dataset: Dataset } | { type: 'cell'; spec: CellSpec };
+
+/** Load generator → orchestrator. */
+export type FromGenerator =
+  { type: 'ready' } | { type: 'result'; result: CellResult } | { type: 'error'; message: string };

@@ -1,0 +1,235 @@
+/**
+ * `npm run bench`: side by side, in one run and on the same data, (a) a bare grpc-js echo server,
+ * (b) pg.Pool straight to the shards with the gateway's own SQL, (c) shardgate through its typed
+ * client — calls/s and p50/p99 at several concurrencies, with the ratios c/a and c/b. Load comes
+ * from a separate process. Prints figures only: timings on a shared machine are never asserted.
+ * Options: see options.ts (`npm run bench -- --quick` for a ~30 s smoke run).
+ */
+import type { ChildProcess } from 'node:child_process';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { cpus } from 'node:os';
+import { performance } from 'node:perf_hooks';
+import { parseOptions, type BenchOptions } from './options.js';
+import {
+  Cleanup,
+  forkScript,
+  nextMessage,
+  repoRoot,
+  spawnGateway,
+  stopChild,
+} from './processes.js';
+import type { BenchTenant, CellResult, CellSpec, FromGenerator, ToGenerator } from './protocol.js';
+import { errorLines, resultsTable, withRatios, type MeasuredCell } from './report.js';
+import { postmasterPids, SEEDED_BEFORE_MS, seedTenants, startBenchCluster } from './setup.js';
+import { cpuMsOf, treeCpuMs } from './stats.js';
+
+/** Shards of the embedded cluster, and connections per shard pool (the gateway's default, 10). */
+const SHARD_COUNT = 2;
+const POOL_MAX = 10;
+
+const progress = (line: string): void => void process.stderr.write(`[bench] ${line}\n`);
+
+/** The processes of a run, ready to measure. */
+interface Rig {
+  generator: ChildProcess;
+  gatewayPid: number | undefined;
+  echoPid: number | undefined;
+  pgPids: number[];
+  tenants: BenchTenant[];
+  gatewayProblems: string[];
+}
+
+/** Starts PostgreSQL, the gateway, the echo server and the load generator; seeds the tenants. */
+async function setUp(options: BenchOptions, cleanup: Cleanup): Promise<Rig> {
+  progress(`starting embedded PostgreSQL (catalog + ${SHARD_COUNT} shards)…`);
+  const bench = await startBenchCluster(SHARD_COUNT, cleanup);
+  const { cluster } = bench;
+  progress('starting the gateway (node --import tsx src/main.ts) and the echo server…');
+  const profileArgs = ['--cpu-prof', `--cpu-prof-dir=${repoRoot}bench/results`];
+  const [gateway, echo] = await Promise.all([
+    spawnGateway(
+      { ...cluster, poolMax: POOL_MAX, nodeArgs: options.profile ? profileArgs : [] },
+      cleanup,
+    ),
+    startEchoServer(cleanup),
+  ]);
+  progress(`gateway on ${gateway.address}; seeding ${options.tenants} tenants…`);
+  const tenants = await seedTenants(gateway.address, options);
+  const generator = forkScript('load-generator.ts');
+  cleanup.add('stop the load generator', () => stopChild(generator, 3_000));
+  await ask(generator, {
+    type: 'init',
+    dataset: {
+      echoAddress: `127.0.0.1:${echo.port}`,
+      gatewayAddress: gateway.address,
+      shardUrls: Object.fromEntries(cluster.shards.map((s) => [s.name, s.url])),
+      poolMax: POOL_MAX,
+      tenants,
+      seededBeforeMs: SEEDED_BEFORE_MS,
+    },
+  });
+  return {
+    generator,
+    gatewayPid: gateway.child.pid,
+    echoPid: echo.pid,
+    pgPids: await postmasterPids(bench),
+    tenants,
+    gatewayProblems: gateway.problems,
+  };
+}
+
+/** Every cell, concurrency outermost: the three targets at one concurrency run close in time. */
+async function measureAll(rig: Rig, options: BenchOptions): Promise<MeasuredCell[]> {
+  // One pass over every op first, so the first cells do not pay for JIT compilation and pool growth.
+  for (const op of options.ops) {
+    await ask(rig.generator, {
+      type: 'cell',
+      spec: { op, concurrency: 8, durationMs: options.warmupMs },
+    });
+  }
+  const cells: MeasuredCell[] = [];
+  for (const concurrency of options.concurrencies) {
+    for (const op of options.ops) {
+      const spec: CellSpec = { op, concurrency, durationMs: options.durationMs };
+      cells.push(await measureCell(rig, spec, options.warmupMs));
+      const last = cells.at(-1)!;
+      progress(
+        `${op} @${concurrency}: ${last.callsPerSec.toFixed(0)} calls/s, p50 ${last.p50Ms.toFixed(2)} ms`,
+      );
+    }
+  }
+  return withRatios(cells);
+}
+
+/** One cell after its warm-up, with the CPU its server and the shards spent on the measured calls. */
+async function measureCell(rig: Rig, spec: CellSpec, warmupMs: number): Promise<MeasuredCell> {
+  await ask(rig.generator, { type: 'cell', spec: { ...spec, durationMs: warmupMs } });
+  const serverPid =
+    spec.op === 'echo' ? rig.echoPid : spec.op.startsWith('sg.') ? rig.gatewayPid : undefined;
+  const before = { server: cpuMsOf(serverPid), pg: treeCpuMs(rig.pgPids) };
+  const result = await ask(rig.generator, { type: 'cell', spec });
+  if (!result) throw new Error('the load generator answered a cell without a result');
+  const after = { server: cpuMsOf(serverPid), pg: treeCpuMs(rig.pgPids) };
+  const perCall = (end?: number, start?: number): number | undefined =>
+    end === undefined || start === undefined || result.calls === 0
+      ? undefined
+      : ((end - start) * 1000) / result.calls;
+  const server = perCall(after.server, before.server);
+  const pg = spec.op === 'echo' ? undefined : perCall(after.pg, before.pg);
+  return {
+    ...result,
+    ...(server === undefined ? {} : { serverCpuUsPerCall: server }),
+    ...(pg === undefined ? {} : { pgCpuUsPerCall: pg }),
+  };
+}
+
+/** Prints the table and notes, writes bench/results/<timestamp>.json, returns its path. */
+async function report(run: {
+  startedAt: Date;
+  setupMs: number;
+  options: BenchOptions;
+  rig: Rig;
+  cells: MeasuredCell[];
+}): Promise<string> {
+  const { startedAt, options, rig, cells } = run;
+  console.log(
+    `\nshardgate bench — ${startedAt.toISOString()}, ${cpus().length} CPUs, node ${process.version}`,
+  );
+  console.log(
+    `${rig.tenants.length} tenants on ${SHARD_COUNT} shards, pool max ${POOL_MAX} per shard (gateway and pg alike), ` +
+      `${options.durationMs / 1000} s per cell after ${options.warmupMs / 1000} s warm-up\n`,
+  );
+  console.log(resultsTable(cells, options.ops));
+  console.log(
+    '\nc/a, c/b: calls/s of the gateway op ÷ echo (a) or its direct-pg twin (b) at the same concurrency;' +
+      '\np50 +ms vs b: latency the gateway adds to the same SQL sent straight to the shard;' +
+      '\nsrv µs/call: CPU of the echo server or gateway process; pg µs/call: CPU of the shard servers.',
+  );
+  const problems = [...errorLines(cells), ...rig.gatewayProblems.map((p) => `gateway ${p}`)];
+  if (problems.length > 0) console.log(`\nproblems seen:\n  ${problems.slice(0, 30).join('\n  ')}`);
+
+  const dir = `${repoRoot}bench/results`;
+  const file = `${dir}/${startedAt.toISOString().replaceAll(':', '-')}.json`;
+  const machine = {
+    cpus: cpus().length,
+    cpuModel: cpus()[0]?.model,
+    node: process.version,
+    platform: process.platform,
+  };
+  const { setupMs } = run;
+  const json = {
+    startedAt,
+    options,
+    machine,
+    shards: SHARD_COUNT,
+    poolMax: POOL_MAX,
+    setupMs,
+    cells,
+    problems,
+  };
+  await mkdir(dir, { recursive: true });
+  await writeFile(file, `${JSON.stringify(json, null, 2)}\n`);
+  return file.slice(repoRoot.length);
+}
+
+async function main(cleanup: Cleanup): Promise<void> {
+  const options = parseOptions();
+  const startedAt = new Date();
+  const setupStart = performance.now();
+  const rig = await setUp(options, cleanup);
+  const setupMs = performance.now() - setupStart;
+  progress(
+    `setup took ${(setupMs / 1000).toFixed(1)} s; measuring ${options.ops.length} ops × ${options.concurrencies.length} concurrencies…`,
+  );
+  const cells = await measureAll(rig, options);
+  const file = await report({ startedAt, setupMs, options, rig, cells });
+  console.log(`\nresults written to ${file}`);
+}
+
+/** Forks the echo server and waits for its port. */
+async function startEchoServer(
+  cleanup: Cleanup,
+): Promise<{ port: number; pid: number | undefined }> {
+  const child = forkScript('echo-server.ts');
+  cleanup.add('stop the echo server', () => stopChild(child, 3_000));
+  const isListening = (m: unknown): m is { type: 'listening'; port: number } =>
+    (m as { type?: unknown }).type === 'listening';
+  const { port } = await nextMessage(child, isListening);
+  return { port, pid: child.pid };
+}
+
+/** Sends one message to the load generator and waits for its reply; its errors are thrown here. */
+async function ask(generator: ChildProcess, message: ToGenerator): Promise<CellResult | undefined> {
+  const reply = nextMessage(
+    generator,
+    (m): m is FromGenerator => typeof m === 'object' && m !== null,
+  );
+  generator.send(message);
+  const answer = await reply;
+  if (answer.type === 'error') throw new Error(`load generator: ${answer.message}`);
+  return answer.type === 'result' ? answer.result : undefined;
+}
+
+/** The run's only exit: cleans up every process and the temp directory, on success or failure. */
+const cleanup = new Cleanup();
+let exiting = false;
+async function finish(code: number, reason?: unknown): Promise<void> {
+  if (exiting) return;
+  exiting = true;
+  if (reason !== undefined) {
+    progress(
+      `failed: ${reason instanceof Error ? (reason.stack ?? reason.message) : String(reason)}`,
+    );
+  }
+  progress('cleaning up (processes, PostgreSQL, temp directory)…');
+  const failures = await cleanup.runAll();
+  for (const f of failures) progress(`cleanup: ${f}`);
+  process.exit(failures.length > 0 && code === 0 ? 1 : code);
+}
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+  process.on(signal, () => void finish(130, `interrupted by ${signal}`));
+}
+main(cleanup).then(
+  () => finish(0),
+  (err: unknown) => finish(1, err),
+);

@@ -1,0 +1,175 @@
+import { credentials, makeGenericClientConstructor, type ServiceError } from '@grpc/grpc-js';
+import pg from 'pg';
+import { createShardgateClient } from '../src/client/index.js';
+import { AppointmentStatus, GetAppointmentResponse } from '../src/gen/shardgate/v1/appointment.js';
+import type { Database } from '../src/pg/database.js';
+import { appointments } from '../src/shards/appointments.js';
+import { quoteSchema } from '../src/shards/client-schema.js';
+import { echoService } from './echo-service.js';
+import type { BenchTenant, Dataset, OpName } from './protocol.js';
+
+/** One call of an op; `i` is a run-wide counter that spreads calls over tenants and rows. */
+export type Op = (i: number) => Promise<unknown>;
+
+/** The ops of every target, ready to call, and a way to close their connections. */
+export interface Targets {
+  ops: Record<OpName, Op>;
+  close(): Promise<void>;
+}
+
+/** Appointments created by the load are scheduled from here on, after every seeded one. */
+const LOAD_SLOT_MS = Date.UTC(2031, 0, 6, 8);
+
+/** The statement and parameters one of the gateway's typed queries sends, captured unrun. */
+async function captureSql(
+  run: (db: Database) => Promise<unknown>,
+): Promise<{ text: string; values: unknown[] }> {
+  let captured: { text: string; values: unknown[] } | undefined;
+  const recorder = {
+    query: (text: string, values: unknown[] = []) => {
+      captured = { text, values };
+      return Promise.resolve({ rows: [{}] });
+    },
+  };
+  await run(recorder as unknown as Database);
+  if (!captured) throw new Error('the typed query sent no statement');
+  return captured;
+}
+
+/**
+ * A realistic echo payload: the bytes of a GetAppointmentResponse, the same size as what
+ * GetAppointment returns, though the echo has no protobuf work to do on them.
+ */
+function echoPayload(): Buffer {
+  const now = new Date();
+  const message = GetAppointmentResponse.encode({
+    appointment: {
+      id: '0b7f6c1e-8d1a-4d5e-9a63-2f4f1f0c9e21',
+      clientPhone: '+1 555 010 0042',
+      scheduledAt: now,
+      serviceType: 'furnace-repair',
+      status: AppointmentStatus.APPOINTMENT_STATUS_SCHEDULED,
+      createdAt: now,
+      updatedAt: now,
+    },
+  }).finish();
+  return Buffer.from(message);
+}
+
+/** Connects to the echo server, the shards (one pg.Pool each) and the gateway. */
+export async function createTargets(data: Dataset): Promise<Targets> {
+  const EchoClient = makeGenericClientConstructor(echoService, 'Echo');
+  const echo = new EchoClient(data.echoAddress, credentials.createInsecure()) as unknown as {
+    echo(req: Buffer, cb: (err: ServiceError | null, res?: Buffer) => void): void;
+    close(): void;
+  };
+  const payload = echoPayload();
+
+  const pools = new Map<string, pg.Pool>();
+  for (const [shard, url] of Object.entries(data.shardUrls)) {
+    // Idle connections stay open between cells, so no cell pays for reconnecting.
+    const pool = new pg.Pool({ connectionString: url, max: data.poolMax, idleTimeoutMillis: 0 });
+    pool.on('error', () => undefined); // an idle connection's error must not end the run
+    pools.set(shard, pool);
+  }
+  // Per tenant: its pool and the gateway's exact statements, so (b) runs the same SQL as (c).
+  const routes = await Promise.all(
+    data.tenants.map(async (t) => ({ ...t, ...(await tenantSql(t)), pool: pools.get(t.shard)! })),
+  );
+  const sg = createShardgateClient({ address: data.gatewayAddress, defaultDeadlineMs: 30_000 });
+  const seededBefore = new Date(data.seededBeforeMs);
+  // Call i goes to tenant i mod n and, per tenant, walks through its seeded appointments.
+  const route = (i: number) => routes[i % routes.length]!;
+  const appointmentId = (i: number): string => {
+    const ids = route(i).appointmentIds;
+    return ids[Math.floor(i / routes.length) % ids.length]!;
+  };
+
+  const ops: Record<OpName, Op> = {
+    echo: () =>
+      new Promise((resolve, reject) =>
+        echo.echo(payload, (err, res) => (err ? reject(err) : resolve(res))),
+      ),
+    'pg.get': (i) => route(i).pool.query(route(i).get, [appointmentId(i)]),
+    'pg.insert': (i) => route(i).pool.query(route(i).insert, insertValues(i)),
+    'sg.GetAppointment': (i) =>
+      sg.appointments.getAppointment({ clientId: route(i).clientId, id: appointmentId(i) }),
+    'sg.ListAppointments': (i) =>
+      sg.appointments.listAppointments({
+        clientId: route(i).clientId,
+        pageSize: 20,
+        scheduledBefore: seededBefore,
+      }),
+    'sg.CreateAppointment': (i) => {
+      const [clientPhone, scheduledAt, serviceType] = insertValues(i);
+      return sg.appointments.createAppointment({
+        clientId: route(i).clientId,
+        appointment: {
+          clientPhone,
+          scheduledAt,
+          serviceType,
+          status: AppointmentStatus.APPOINTMENT_STATUS_SCHEDULED,
+        },
+      });
+    },
+    'sg.AppendHandoff': (i) =>
+      sg.handoffs.appendHandoff({
+        clientId: route(i).clientId,
+        handoff: {
+          fromAgent: 'intake-agent',
+          toAgent: 'dispatch-agent',
+          version: 1,
+          summary: handoffSummary(i),
+        },
+      }),
+    'sg.PatchState': (i) =>
+      sg.state.patchState({
+        clientId: route(i).clientId,
+        patch: { lastCall: i, agent: 'bench', season: 'winter' },
+      }),
+  };
+
+  return {
+    ops,
+    async close() {
+      echo.close();
+      sg.close();
+      await Promise.all([...pools.values()].map((p) => p.end()));
+    },
+  };
+}
+
+/** The gateway's exact GetAppointment SELECT and CreateAppointment INSERT for one tenant. */
+async function tenantSql(t: BenchTenant): Promise<{ get: string; insert: string }> {
+  const schema = quoteSchema(t.schema);
+  const get = await captureSql((db) => appointments.get(db, schema, 'x'));
+  const insert = await captureSql((db) =>
+    appointments.create(db, schema, {
+      clientPhone: 'x',
+      scheduledAt: new Date(),
+      serviceType: 'x',
+      status: 'scheduled',
+    }),
+  );
+  return { get: get.text, insert: insert.text };
+}
+
+/** client_phone, scheduled_at, service_type, status, as CreateAppointment would bind them. */
+function insertValues(i: number): [string, Date, string, 'scheduled'] {
+  return [
+    `+1 555 ${String(i % 10_000).padStart(4, '0')}`,
+    new Date(LOAD_SLOT_MS + i * 60_000),
+    'ac-tune-up',
+    'scheduled',
+  ];
+}
+
+function handoffSummary(i: number): Record<string, unknown> {
+  return {
+    ticket: `T-${i}`,
+    customer: { phone: '+1 555 010 0042', prefers: 'mornings' },
+    notes:
+      'Furnace short-cycles; filter replaced last spring. Customer asks for a call 30 min before arrival.',
+    steps: ['triage', 'quote', 'schedule'],
+  };
+}
