@@ -8,7 +8,10 @@ const file = 'src/gen/google/protobuf/struct.ts';
 const own = (target, key, value) =>
   `globalThis.Object.defineProperty(${target}, ${key}, { value: ${value}, enumerable: true, configurable: true, writable: true });`;
 const rewrites = [
-  ['message.fields[entry1.key] = entry1.value;', own('message.fields', 'entry1.key', 'entry1.value')],
+  [
+    'message.fields[entry1.key] = entry1.value;',
+    own('message.fields', 'entry1.key', 'entry1.value'),
+  ],
   ['struct.fields[key] = object[key];', own('struct.fields', 'key', 'object[key]')],
   ['object[key] = message.fields[key];', own('object', 'key', 'message.fields[key]')],
 ];

@@ -37,14 +37,21 @@ export async function startGateway(
   log: Logger,
   options: { failpoints?: Failpoints } = {},
 ): Promise<RunningGateway> {
-  const dbOptions = { ...config.pool, onError: (err: Error) => log.warn({ err }, 'idle connection error') };
+  const dbOptions = {
+    ...config.pool,
+    onError: (err: Error) => log.warn({ err }, 'idle connection error'),
+  };
   const catalogDb = new Database({ ...dbOptions, url: config.catalogUrl, label: 'the catalog' });
   const sharedUrl = config.sharedUrl ?? config.catalogUrl;
   const sharedDb =
-    sharedUrl === config.catalogUrl ? catalogDb : new Database({ ...dbOptions, url: sharedUrl, label: 'the shared database' });
+    sharedUrl === config.catalogUrl
+      ? catalogDb
+      : new Database({ ...dbOptions, url: sharedUrl, label: 'the shared database' });
   const catalog = new PgCatalog(catalogDb, config.catalogUrl);
   const shared = new SharedStore(sharedDb);
-  const pools = new ShardPools(config.pool, (shard, err) => log.warn({ err, shard }, 'idle shard connection error'));
+  const pools = new ShardPools(config.pool, (shard, err) =>
+    log.warn({ err, shard }, 'idle shard connection error'),
+  );
 
   await catalog.migrate();
   await shared.migrate();
@@ -63,12 +70,14 @@ export async function startGateway(
 
   let topologyChain = Promise.resolve();
   const refreshTopology = (): Promise<void> =>
-    (topologyChain = topologyChain.then(async () => {
-      const topology = await catalog.loadTopology();
-      await pools.sync(topology.shards);
-      const active = topology.shards.filter((s) => s.state === 'active');
-      router.setRing(active, topology.vnodes, topology.epoch);
-    }).catch((err: unknown) => log.error({ err }, 'could not load the topology from the catalog')));
+    (topologyChain = topologyChain
+      .then(async () => {
+        const topology = await catalog.loadTopology();
+        await pools.sync(topology.shards);
+        const active = topology.shards.filter((s) => s.state === 'active');
+        router.setRing(active, topology.vnodes, topology.epoch);
+      })
+      .catch((err: unknown) => log.error({ err }, 'could not load the topology from the catalog')));
 
   await catalog.watch((event) => {
     if (event.kind === 'tenant') router.invalidate(event.clientId);
@@ -109,7 +118,8 @@ export async function startGateway(
 
   void migrateInBackground(context, log);
   // Moves whose process died are taken over (rolled back or finished) by whoever gets their lock.
-  const recoverMoves = (): void => void mover.recover().catch((err: unknown) => log.warn({ err }, 'move recovery'));
+  const recoverMoves = (): void =>
+    void mover.recover().catch((err: unknown) => log.warn({ err }, 'move recovery'));
   recoverMoves();
   const recoveryTimer = setInterval(recoverMoves, MOVE_RECOVERY_INTERVAL_MS);
   recoveryTimer.unref();
@@ -137,7 +147,13 @@ export async function startGateway(
 const MOVE_RECOVERY_INTERVAL_MS = 10_000;
 
 async function probeShard(url: string, config: GatewayConfig, signal: AbortSignal): Promise<void> {
-  const db = new Database({ ...config.pool, max: 1, url, label: 'the new shard', onError: () => undefined });
+  const db = new Database({
+    ...config.pool,
+    max: 1,
+    url,
+    label: 'the new shard',
+    onError: () => undefined,
+  });
   try {
     await db.query('SELECT 1', [], signal);
   } finally {
@@ -165,7 +181,10 @@ async function migrateInBackground(ctx: GatewayContext, log: Logger): Promise<vo
       shards: topology.shards.map((s) => s.name),
     });
     if (report.migrated.length > 0 || report.failed.length > 0) {
-      log.info({ migrated: report.migrated.length, failed: report.failed }, 'client schema migration');
+      log.info(
+        { migrated: report.migrated.length, failed: report.failed },
+        'client schema migration',
+      );
     }
   } catch (err) {
     log.warn({ err }, 'client schema migration did not run; it runs again at the next start');

@@ -24,7 +24,10 @@ async function main(): Promise<void> {
   let cluster: EmbeddedCluster | undefined;
   let catalogUrl = config.catalogUrl;
   if (!catalogUrl) {
-    log.info({ dataDir: config.embedded.dataDir }, 'starting embedded PostgreSQL (catalog + shards)');
+    log.info(
+      { dataDir: config.embedded.dataDir },
+      'starting embedded PostgreSQL (catalog + shards)',
+    );
     cluster = await startEmbeddedCluster({
       ...config.embedded,
       log: (line) => log.debug({ postgres: line }),
@@ -33,7 +36,10 @@ async function main(): Promise<void> {
     config = {
       ...config,
       sharedUrl: config.sharedUrl ?? cluster.sharedUrl,
-      shards: config.shards.length > 0 ? config.shards : cluster.shards.map((s) => ({ ...s, weight: 100 })),
+      shards:
+        config.shards.length > 0
+          ? config.shards
+          : cluster.shards.map((s) => ({ ...s, weight: 100 })),
     };
   }
 

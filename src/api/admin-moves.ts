@@ -100,7 +100,11 @@ export function createMoveHandlers(ctx: GatewayContext): MoveHandlers {
       const end = { endOfRebalance: true };
       let finished = 0;
       const done = runPool(planned, req.maxConcurrentMoves || 2, async (p) => {
-        const move = await ctx.mover.start({ clientId: p.clientId, target: p.to, reason: p.reason });
+        const move = await ctx.mover.start({
+          clientId: p.clientId,
+          target: p.to,
+          reason: p.reason,
+        });
         mine.add(move.id);
         return ctx.mover.run(move.id);
       }).finally(() => ctx.mover.emit('progress', end));
@@ -122,16 +126,23 @@ export function createMoveHandlers(ctx: GatewayContext): MoveHandlers {
     async listMoves(req, { signal }) {
       const limit = v.pageSize(req.pageSize);
       const clientId = req.clientId === '' ? undefined : parseClientId(req.clientId);
-      const state = req.state === MoveState.MOVE_STATE_UNSPECIFIED ? undefined : stateFromProto(req.state);
+      const state =
+        req.state === MoveState.MOVE_STATE_UNSPECIFIED ? undefined : stateFromProto(req.state);
       const filters = ['ListMoves', clientId, state];
       const cursor = decodePageToken(req.pageToken, filters);
-      const before = cursor && { createdAt: cursorDate(cursor[0]), id: v.uuid(cursorString(cursor[1]), 'page_token') };
+      const before = cursor && {
+        createdAt: cursorDate(cursor[0]),
+        id: v.uuid(cursorString(cursor[1]), 'page_token'),
+      };
       const rows = await ctx.journal.list({ clientId, state, before, limit: limit + 1 }, signal);
       const page = rows.slice(0, limit);
       const last = page.at(-1);
       return {
         moves: page.map(moveToProto),
-        nextPageToken: rows.length > limit && last ? encodePageToken(filters, [last.createdAt.getTime(), last.id]) : '',
+        nextPageToken:
+          rows.length > limit && last
+            ? encodePageToken(filters, [last.createdAt.getTime(), last.id])
+            : '',
       };
     },
 
@@ -149,7 +160,10 @@ export function createMoveHandlers(ctx: GatewayContext): MoveHandlers {
         throw new ShardgateError('failed-precondition', `move ${id} already ended (${move.state})`);
       }
       if (['flipped', 'cleaning', 'done'].includes(move.phase)) {
-        throw new ShardgateError('failed-precondition', `move ${id} has flipped; it can no longer be cancelled`);
+        throw new ShardgateError(
+          'failed-precondition',
+          `move ${id} has flipped; it can no longer be cancelled`,
+        );
       }
       return { move: moveToProto((await ctx.journal.requestCancel(id, signal)) ?? move) };
     },
@@ -157,7 +171,9 @@ export function createMoveHandlers(ctx: GatewayContext): MoveHandlers {
 }
 
 function stateFromProto(state: MoveState): DomainMoveState {
-  const found = (Object.entries(STATES) as [DomainMoveState, MoveState][]).find(([, s]) => s === state);
+  const found = (Object.entries(STATES) as [DomainMoveState, MoveState][]).find(
+    ([, s]) => s === state,
+  );
   if (!found) throw invalidArgument('state is not a known MoveState');
   return found[0];
 }
@@ -190,7 +206,11 @@ export function moveToProto(m: MoveRecord): Move {
 }
 
 /** Runs `work` over `items`, at most `limit` at a time; never rejects (each move reports itself). */
-async function runPool<T>(items: readonly T[], limit: number, work: (item: T) => Promise<unknown>): Promise<void> {
+async function runPool<T>(
+  items: readonly T[],
+  limit: number,
+  work: (item: T) => Promise<unknown>,
+): Promise<void> {
   let next = 0;
   const worker = async (): Promise<void> => {
     while (next < items.length) {

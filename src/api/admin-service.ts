@@ -54,7 +54,8 @@ export function createAdminService(ctx: GatewayContext): AdminServiceImplementat
 
     async addShard(req, { signal }) {
       const name = parseShardName(req.name, 'name');
-      if (!URL_PATTERN.test(req.dsn)) throw invalidArgument('dsn must be a postgres:// connection URL');
+      if (!URL_PATTERN.test(req.dsn))
+        throw invalidArgument('dsn must be a postgres:// connection URL');
       const weight = req.weight === 0 ? 100 : shardWeight(req.weight);
       await ctx.probeShard(req.dsn, signal);
       const change = await ctx.topologyAdmin.addShard({ name, url: req.dsn, weight }, signal);
@@ -63,13 +64,20 @@ export function createAdminService(ctx: GatewayContext): AdminServiceImplementat
     },
 
     async drainShard(req, { signal }) {
-      const change = await ctx.topologyAdmin.setState(parseShardName(req.name, 'name'), 'draining', signal);
+      const change = await ctx.topologyAdmin.setState(
+        parseShardName(req.name, 'name'),
+        'draining',
+        signal,
+      );
       await ctx.refreshTopology();
       return { shard: await withCount(change.shard, signal), ringEpoch: change.epoch };
     },
 
     async removeShard(req, { signal }) {
-      const ringEpoch = await ctx.topologyAdmin.removeShard(parseShardName(req.name, 'name'), signal);
+      const ringEpoch = await ctx.topologyAdmin.removeShard(
+        parseShardName(req.name, 'name'),
+        signal,
+      );
       await ctx.refreshTopology();
       return { ringEpoch };
     },
@@ -86,7 +94,8 @@ export function createAdminService(ctx: GatewayContext): AdminServiceImplementat
 }
 
 function shardWeight(raw: number): number {
-  if (!Number.isInteger(raw) || raw < 1 || raw > 10_000) throw invalidArgument('weight must be 1 to 10000');
+  if (!Number.isInteger(raw) || raw < 1 || raw > 10_000)
+    throw invalidArgument('weight must be 1 to 10000');
   return raw;
 }
 

@@ -45,9 +45,18 @@ export function createAppointmentService(ctx: GatewayContext): AppointmentServic
       const scheduledAfter = v.optionalTimestamp(req.scheduledAfter, 'scheduled_after');
       const scheduledBefore = v.optionalTimestamp(req.scheduledBefore, 'scheduled_before');
       const statuses = req.statuses.map((s) => appointmentStatusFromProto(s, 'statuses'));
-      const filters = ['appointments', req.clientId, scheduledAfter?.getTime(), scheduledBefore?.getTime(), statuses];
+      const filters = [
+        'appointments',
+        req.clientId,
+        scheduledAfter?.getTime(),
+        scheduledBefore?.getTime(),
+        statuses,
+      ];
       const cursor = decodePageToken(req.pageToken, filters);
-      const after = cursor && { scheduledAt: cursorDate(cursor[0]), id: v.uuid(cursorString(cursor[1]), 'page_token') };
+      const after = cursor && {
+        scheduledAt: cursorDate(cursor[0]),
+        id: v.uuid(cursorString(cursor[1]), 'page_token'),
+      };
       return withClient(ctx, req.clientId, signal, 'read', async (scope) => {
         const rows = await appointments.list(
           scope.db,
@@ -60,7 +69,9 @@ export function createAppointmentService(ctx: GatewayContext): AppointmentServic
         return {
           appointments: page.map(appointmentToProto),
           nextPageToken:
-            rows.length > limit && last ? encodePageToken(filters, [last.scheduledAt.getTime(), last.id]) : '',
+            rows.length > limit && last
+              ? encodePageToken(filters, [last.scheduledAt.getTime(), last.id])
+              : '',
         };
       });
     },
@@ -83,7 +94,10 @@ export function createAppointmentService(ctx: GatewayContext): AppointmentServic
         const row = await appointments.cancel(scope.db, scope.schema, id, signal);
         if (!row) throw appointmentNotFound(req.clientId, id);
         if (row.status === 'completed') {
-          throw new ShardgateError('failed-precondition', `appointment ${id} is completed and cannot be cancelled`);
+          throw new ShardgateError(
+            'failed-precondition',
+            `appointment ${id} is completed and cannot be cancelled`,
+          );
         }
         return { appointment: appointmentToProto(row) };
       });
@@ -99,7 +113,10 @@ function appointmentNotFound(clientId: string, id: string): ShardgateError {
  * AIP-134: the mask names the fields to change; `*` means all of them; no mask means every field
  * set to a non-default value. Output-only and unknown paths are INVALID_ARGUMENT.
  */
-function changesFromMask(req: UpdateAppointmentRequest, a: Appointment): Partial<AppointmentFields> {
+function changesFromMask(
+  req: UpdateAppointmentRequest,
+  a: Appointment,
+): Partial<AppointmentFields> {
   const paths = req.updateMask ?? implicitPaths(a);
   const chosen = new Set<MutablePath>();
   for (const path of paths) {
@@ -113,10 +130,14 @@ function changesFromMask(req: UpdateAppointmentRequest, a: Appointment): Partial
   }
   if (chosen.size === 0) throw invalidArgument('update_mask names no field to update');
   const changes: Partial<AppointmentFields> = {};
-  if (chosen.has('client_phone')) changes.clientPhone = v.phone(a.clientPhone, 'appointment.client_phone');
-  if (chosen.has('scheduled_at')) changes.scheduledAt = v.timestamp(a.scheduledAt, 'appointment.scheduled_at');
-  if (chosen.has('service_type')) changes.serviceType = v.text(a.serviceType, 'appointment.service_type', 1, 200);
-  if (chosen.has('status')) changes.status = appointmentStatusFromProto(a.status, 'appointment.status');
+  if (chosen.has('client_phone'))
+    changes.clientPhone = v.phone(a.clientPhone, 'appointment.client_phone');
+  if (chosen.has('scheduled_at'))
+    changes.scheduledAt = v.timestamp(a.scheduledAt, 'appointment.scheduled_at');
+  if (chosen.has('service_type'))
+    changes.serviceType = v.text(a.serviceType, 'appointment.service_type', 1, 200);
+  if (chosen.has('status'))
+    changes.status = appointmentStatusFromProto(a.status, 'appointment.status');
   return changes;
 }
 

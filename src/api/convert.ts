@@ -1,9 +1,6 @@
 import type { TenantRecord, TenantStatus as DomainTenantStatus } from '../catalog/catalog.js';
 import { invalidArgument } from '../core/errors.js';
-import {
-  AppointmentStatus,
-  type Appointment,
-} from '../gen/shardgate/v1/appointment.js';
+import { AppointmentStatus, type Appointment } from '../gen/shardgate/v1/appointment.js';
 import type { Handoff } from '../gen/shardgate/v1/handoff.js';
 import type { State } from '../gen/shardgate/v1/state.js';
 import { TenantStatus, type Tenant } from '../gen/shardgate/v1/tenant.js';
@@ -49,7 +46,8 @@ export function appointmentStatusFromProto(
 ): DomainAppointmentStatus {
   if (status === AppointmentStatus.APPOINTMENT_STATUS_UNSPECIFIED && fallback) return fallback;
   const found = APPOINTMENT_STATUS_FROM_PROTO.get(status);
-  if (!found) throw invalidArgument(`${field} must be a known AppointmentStatus other than UNSPECIFIED`);
+  if (!found)
+    throw invalidArgument(`${field} must be a known AppointmentStatus other than UNSPECIFIED`);
   return found;
 }
 

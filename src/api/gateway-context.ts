@@ -58,6 +58,9 @@ export async function openClientScope(
  * client's writes are paused for a cutover, and an operation the old shard refused (the move's
  * fence, or a schema already dropped there) re-reads the placement from the catalog and runs
  * again on the new shard. The retried work had no effect: the fence fires before any row changes.
+ * A write refused again by the shard the directory still names (fenced by a move whose pause or
+ * flip has not reached this gateway) waits for the directory entry to change, bounded by
+ * MAX_WRITE_PAUSE_MS, instead of failing.
  */
 export async function withClient<T>(
   ctx: GatewayContext,
@@ -67,21 +70,33 @@ export async function withClient<T>(
   fn: (scope: ClientScope) => Promise<T>,
 ): Promise<T> {
   const clientId = parseClientId(rawClientId);
+  const giveUpAt = Date.now() + MAX_WRITE_PAUSE_MS;
+  let refusedBy: string | undefined;
   for (let attempt = 0; ; attempt++) {
     let placement = await placementOf(ctx, clientId, signal);
-    if (access === 'write' && placement.writesPaused) placement = await waitForResume(ctx, clientId, signal);
+    if (access === 'write' && placement.writesPaused)
+      placement = await waitForResume(ctx, clientId, signal);
     try {
       return await fn(scopeOf(ctx, placement));
     } catch (err) {
-      if (!isShardgateError(err) || err.reason !== 'placement-stale' || attempt >= MAX_PLACEMENT_RETRIES) {
-        throw err;
-      }
+      if (!isShardgateError(err) || err.reason !== 'placement-stale') throw err;
+      const refusedAgain = refusedBy === placement.shard;
+      refusedBy = placement.shard;
+      if (access === 'read' ? attempt >= MAX_PLACEMENT_RETRIES : Date.now() >= giveUpAt) throw err;
       ctx.router.invalidate(clientId);
+      if (refusedAgain) await ctx.router.waitForChange(clientId, FENCED_RETRY_MS, signal);
     }
   }
 }
 
-async function placementOf(ctx: GatewayContext, clientId: ClientId, signal: AbortSignal): Promise<Placement> {
+/** How long a write refused twice by the same shard waits for the client's entry to change. */
+const FENCED_RETRY_MS = 100;
+
+async function placementOf(
+  ctx: GatewayContext,
+  clientId: ClientId,
+  signal: AbortSignal,
+): Promise<Placement> {
   const placement = ctx.router.cached(clientId) ?? (await ctx.router.resolve(clientId, signal));
   if (placement.status !== 'active') throw tenantNotActive(clientId, placement.status);
   return placement;
@@ -92,16 +107,28 @@ function scopeOf(ctx: GatewayContext, placement: Placement): ClientScope {
 }
 
 /** Waits (bounded) until the client's writes resume; re-reads the catalog at least every 100 ms. */
-async function waitForResume(ctx: GatewayContext, clientId: ClientId, signal: AbortSignal): Promise<Placement> {
+async function waitForResume(
+  ctx: GatewayContext,
+  clientId: ClientId,
+  signal: AbortSignal,
+): Promise<Placement> {
   const giveUpAt = Date.now() + MAX_WRITE_PAUSE_MS;
   for (;;) {
-    await ctx.router.waitForChange(clientId, Math.min(100, Math.max(0, giveUpAt - Date.now())), signal);
-    if (signal.aborted) throw new ShardgateError('cancelled', 'the call was cancelled while the client was moving');
+    await ctx.router.waitForChange(
+      clientId,
+      Math.min(100, Math.max(0, giveUpAt - Date.now())),
+      signal,
+    );
+    if (signal.aborted)
+      throw new ShardgateError('cancelled', 'the call was cancelled while the client was moving');
     ctx.router.invalidate(clientId);
     const placement = await placementOf(ctx, clientId, signal);
     if (!placement.writesPaused) return placement;
     if (Date.now() >= giveUpAt) {
-      throw new ShardgateError('unavailable', `client '${clientId}' is being moved and its writes are paused; retry`);
+      throw new ShardgateError(
+        'unavailable',
+        `client '${clientId}' is being moved and its writes are paused; retry`,
+      );
     }
   }
 }

@@ -33,9 +33,18 @@ export function createHandoffService(ctx: GatewayContext): HandoffServiceImpleme
       const toAgent = v.optionalAgent(req.toAgent, 'to_agent');
       const createdAfter = v.optionalTimestamp(req.createdAfter, 'created_after');
       const createdBefore = v.optionalTimestamp(req.createdBefore, 'created_before');
-      const filters = [req.clientId, fromAgent, toAgent, createdAfter?.getTime(), createdBefore?.getTime()];
+      const filters = [
+        req.clientId,
+        fromAgent,
+        toAgent,
+        createdAfter?.getTime(),
+        createdBefore?.getTime(),
+      ];
       const cursor = decodePageToken(req.pageToken, filters);
-      const before = cursor && { createdAt: cursorDate(cursor[0]), id: v.uuid(cursorString(cursor[1]), 'page_token') };
+      const before = cursor && {
+        createdAt: cursorDate(cursor[0]),
+        id: v.uuid(cursorString(cursor[1]), 'page_token'),
+      };
       return withClient(ctx, req.clientId, signal, 'read', async (scope) => {
         const rows = await handoffs.list(
           scope.db,
@@ -48,7 +57,9 @@ export function createHandoffService(ctx: GatewayContext): HandoffServiceImpleme
         return {
           handoffs: page.map(handoffToProto),
           nextPageToken:
-            rows.length > limit && last ? encodePageToken(filters, [last.createdAt.getTime(), last.id]) : '',
+            rows.length > limit && last
+              ? encodePageToken(filters, [last.createdAt.getTime(), last.id])
+              : '',
         };
       });
     },
@@ -79,8 +90,11 @@ export function createHandoffService(ctx: GatewayContext): HandoffServiceImpleme
         onError: (err) => events.emit('error', err),
       });
       const stopFollowing = new AbortController();
-      void endWhenMoved(ctx, scope.placement, AbortSignal.any([signal, stopFollowing.signal]), (err) =>
-        events.emit('error', err),
+      void endWhenMoved(
+        ctx,
+        scope.placement,
+        AbortSignal.any([signal, stopFollowing.signal]),
+        (err) => events.emit('error', err),
       );
       try {
         // nice-grpc's sendHeader() sends nothing while the header is empty, so say something.

@@ -12,7 +12,10 @@ export function encodePageToken(filters: unknown[], cursor: (string | number)[])
 }
 
 /** The cursor of a token from encodePageToken; undefined for an empty token (first page). */
-export function decodePageToken(token: string, filters: unknown[]): (string | number)[] | undefined {
+export function decodePageToken(
+  token: string,
+  filters: unknown[],
+): (string | number)[] | undefined {
   if (token === '') return undefined;
   let parsed: unknown;
   try {
@@ -21,14 +24,17 @@ export function decodePageToken(token: string, filters: unknown[]): (string | nu
     throw invalidArgument('page_token is not a token this API returned');
   }
   if (
-    typeof parsed !== 'object' || parsed === null ||
+    typeof parsed !== 'object' ||
+    parsed === null ||
     !Array.isArray((parsed as { c?: unknown }).c) ||
     !(parsed as { c: unknown[] }).c.every((v) => typeof v === 'string' || typeof v === 'number')
   ) {
     throw invalidArgument('page_token is not a token this API returned');
   }
   if ((parsed as { f?: unknown }).f !== fingerprint(filters)) {
-    throw invalidArgument('page_token was issued for different filters; repeat the first request\'s filters or start over');
+    throw invalidArgument(
+      "page_token was issued for different filters; repeat the first request's filters or start over",
+    );
   }
   return (parsed as { c: (string | number)[] }).c;
 }
@@ -40,12 +46,14 @@ function fingerprint(filters: unknown[]): string {
 /** A cursor timestamp back to a Date; INVALID_ARGUMENT when the token was tampered with. */
 export function cursorDate(value: string | number | undefined): Date {
   const date = new Date(typeof value === 'number' ? value : Number.NaN);
-  if (Number.isNaN(date.getTime())) throw invalidArgument('page_token is not a token this API returned');
+  if (Number.isNaN(date.getTime()))
+    throw invalidArgument('page_token is not a token this API returned');
   return date;
 }
 
 /** A cursor string; INVALID_ARGUMENT when the token was tampered with. */
 export function cursorString(value: string | number | undefined): string {
-  if (typeof value !== 'string') throw invalidArgument('page_token is not a token this API returned');
+  if (typeof value !== 'string')
+    throw invalidArgument('page_token is not a token this API returned');
   return value;
 }

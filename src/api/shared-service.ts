@@ -5,8 +5,12 @@ import type { GatewayContext } from './gateway-context.js';
 import { cursorDate, cursorString, decodePageToken, encodePageToken } from './page-token.js';
 import * as v from './validate.js';
 
-const optionalKey = (raw: string, field: string, max: number, allowDot = true): string | undefined =>
-  raw === '' ? undefined : v.key(raw, field, max, allowDot);
+const optionalKey = (
+  raw: string,
+  field: string,
+  max: number,
+  allowDot = true,
+): string | undefined => (raw === '' ? undefined : v.key(raw, field, max, allowDot));
 /** Industry keys have no `.` (shared.proto); metric and topic keys may. */
 const industryKey = (raw: string, field: string): string => v.key(raw, field, 64, false);
 
@@ -16,7 +20,8 @@ export function createSharedService(ctx: GatewayContext): SharedServiceImplement
     async putBenchmark(req, { signal }) {
       const b = req.benchmark;
       if (!b) throw invalidArgument('benchmark is required');
-      if (!Number.isFinite(b.value)) throw invalidArgument('benchmark.value must be a finite number');
+      if (!Number.isFinite(b.value))
+        throw invalidArgument('benchmark.value must be a finite number');
       const row = await ctx.shared.putBenchmark(
         {
           industry: industryKey(b.industry, 'benchmark.industry'),
@@ -44,9 +49,21 @@ export function createSharedService(ctx: GatewayContext): SharedServiceImplement
       const metric = optionalKey(req.metric, 'metric', 128);
       const filters = ['benchmarks', industry, metric];
       const cursor = decodePageToken(req.pageToken, filters);
-      const after: [string, string] | undefined = cursor && [cursorString(cursor[0]), cursorString(cursor[1])];
-      const rows = await ctx.shared.listBenchmarks({ industry, metric, after, limit: limit + 1 }, signal);
-      return page(rows, limit, filters, (b: BenchmarkRecord) => [b.industry, b.metric], 'benchmarks');
+      const after: [string, string] | undefined = cursor && [
+        cursorString(cursor[0]),
+        cursorString(cursor[1]),
+      ];
+      const rows = await ctx.shared.listBenchmarks(
+        { industry, metric, after, limit: limit + 1 },
+        signal,
+      );
+      return page(
+        rows,
+        limit,
+        filters,
+        (b: BenchmarkRecord) => [b.industry, b.metric],
+        'benchmarks',
+      );
     },
 
     async addKnowledgeEntry(req, { signal }) {
@@ -69,9 +86,21 @@ export function createSharedService(ctx: GatewayContext): SharedServiceImplement
       const agent = v.optionalAgent(req.agent, 'agent');
       const filters = ['knowledge', topic, agent];
       const cursor = decodePageToken(req.pageToken, filters);
-      const before = cursor && { createdAt: cursorDate(cursor[0]), id: v.uuid(cursorString(cursor[1]), 'page_token') };
-      const rows = await ctx.shared.listKnowledge({ topic, agent, before, limit: limit + 1 }, signal);
-      return page(rows, limit, filters, (k: KnowledgeRecord) => [k.createdAt.getTime(), k.id], 'entries');
+      const before = cursor && {
+        createdAt: cursorDate(cursor[0]),
+        id: v.uuid(cursorString(cursor[1]), 'page_token'),
+      };
+      const rows = await ctx.shared.listKnowledge(
+        { topic, agent, before, limit: limit + 1 },
+        signal,
+      );
+      return page(
+        rows,
+        limit,
+        filters,
+        (k: KnowledgeRecord) => [k.createdAt.getTime(), k.id],
+        'entries',
+      );
     },
   };
 }
@@ -92,10 +121,13 @@ function page<T, K extends string>(
 /** Multi-line text: newlines and tabs allowed, NUL and other control characters not. */
 function longText(raw: string, field: string, maxBytes: number): string {
   if (raw === '') throw invalidArgument(`${field} is required`);
-  if (Buffer.byteLength(raw) > maxBytes) throw invalidArgument(`${field} must be at most ${maxBytes} bytes`);
+  if (Buffer.byteLength(raw) > maxBytes)
+    throw invalidArgument(`${field} must be at most ${maxBytes} bytes`);
   // eslint-disable-next-line no-control-regex
   if (/[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/.test(raw)) {
-    throw invalidArgument(`${field} must not contain control characters other than newline and tab`);
+    throw invalidArgument(
+      `${field} must not contain control characters other than newline and tab`,
+    );
   }
   return raw;
 }

@@ -20,7 +20,9 @@ export function createStateService(ctx: GatewayContext): StateServiceImplementat
       const json = v.jsonObject(req.document, 'document');
       const expected = expectedVersion(req.expectedVersion);
       return withClient(ctx, req.clientId, signal, 'write', async (scope) => {
-        return { state: stateToProto(await state.put(scope.db, scope.schema, json, expected, signal)) };
+        return {
+          state: stateToProto(await state.put(scope.db, scope.schema, json, expected, signal)),
+        };
       });
     },
 

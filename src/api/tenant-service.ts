@@ -68,7 +68,10 @@ async function createTenant(
   if (!tenant) {
     const shard = ctx.router.ring.shardFor(clientId);
     if (!shard) {
-      throw new ShardgateError('failed-precondition', 'no active shard can take new clients; add a shard first');
+      throw new ShardgateError(
+        'failed-precondition',
+        'no active shard can take new clients; add a shard first',
+      );
     }
     ({ tenant, inserted } = await ctx.catalog.insertTenant(
       { clientId, schema: schemaNameFor(clientId), shard },

@@ -23,9 +23,13 @@ export function pageSize(raw: number): number {
 
 /** A single-line text of `min`..`max` characters without control characters. */
 export function text(raw: string, field: string, min: number, max: number): string {
-  if (raw.length < min) throw invalidArgument(min === 1 ? `${field} is required` : `${field} must be at least ${min} characters`);
+  if (raw.length < min)
+    throw invalidArgument(
+      min === 1 ? `${field} is required` : `${field} must be at least ${min} characters`,
+    );
   if (raw.length > max) throw invalidArgument(`${field} must be at most ${max} characters`);
-  if (CONTROL_CHARS.test(raw)) throw invalidArgument(`${field} must not contain control characters`);
+  if (CONTROL_CHARS.test(raw))
+    throw invalidArgument(`${field} must not contain control characters`);
   return raw;
 }
 
@@ -47,7 +51,9 @@ export function key(raw: string, field: string, max: number, allowDot = true): s
   text(raw, field, 1, max);
   if (!(allowDot ? KEY : KEY_WITHOUT_DOT).test(raw)) {
     const chars = allowDot ? "'.', '_' or '-'" : "'_' or '-'";
-    throw invalidArgument(`${field} must be lowercase letters, digits, ${chars}, starting with a letter or digit`);
+    throw invalidArgument(
+      `${field} must be lowercase letters, digits, ${chars}, starting with a letter or digit`,
+    );
   }
   return raw;
 }
@@ -106,7 +112,8 @@ function checkDepth(value: unknown, field: string, depth: number): void {
     }
     return;
   }
-  if (depth > MAX_JSON_DEPTH) throw invalidArgument(`${field} must be nested at most ${MAX_JSON_DEPTH} levels deep`);
+  if (depth > MAX_JSON_DEPTH)
+    throw invalidArgument(`${field} must be nested at most ${MAX_JSON_DEPTH} levels deep`);
   for (const [k, v] of Object.entries(value)) {
     if (k === '__proto__' || k === 'constructor' || k === 'prototype') {
       throw invalidArgument(`${field} must not use the key '${k}'`);

@@ -68,13 +68,24 @@ export interface Catalog {
   /** Creates or upgrades the catalog's own tables (safe to run from several replicas at once). */
   migrate(): Promise<void>;
   /** Adds each shard that is not registered yet; bumps the ring epoch if any was added. */
-  registerShards(shards: readonly { name: ShardName; url: string; weight: number }[], vnodes: number): Promise<void>;
+  registerShards(
+    shards: readonly { name: ShardName; url: string; weight: number }[],
+    vnodes: number,
+  ): Promise<void>;
   loadTopology(signal?: AbortSignal): Promise<Topology>;
   getTenant(clientId: ClientId, signal?: AbortSignal): Promise<TenantRecord | undefined>;
   /** Inserts a provisioning entry unless one exists; returns the entry that is there now. */
-  insertTenant(entry: { clientId: ClientId; schema: string; shard: ShardName }, signal?: AbortSignal): Promise<{ tenant: TenantRecord; inserted: boolean }>;
+  insertTenant(
+    entry: { clientId: ClientId; schema: string; shard: ShardName },
+    signal?: AbortSignal,
+  ): Promise<{ tenant: TenantRecord; inserted: boolean }>;
   /** Moves a tenant from one of `from` to `to`; undefined when it is in none of them. */
-  setTenantStatus(clientId: ClientId, from: readonly TenantStatus[], to: TenantStatus, signal?: AbortSignal): Promise<TenantRecord | undefined>;
+  setTenantStatus(
+    clientId: ClientId,
+    from: readonly TenantStatus[],
+    to: TenantStatus,
+    signal?: AbortSignal,
+  ): Promise<TenantRecord | undefined>;
   /**
    * Provisioning finished: active, at this client-schema version. Re-inserts the entry if a failed
    * concurrent create removed it meanwhile (`inserted` then true); leaves an entry on another
@@ -90,7 +101,12 @@ export interface Catalog {
   deleteProvisioningTenant(clientId: ClientId): Promise<void>;
   listTenants(query: ListTenantsQuery, signal?: AbortSignal): Promise<TenantRecord[]>;
   /** Tenants on `shard` whose schema is older than `version`, in client_id order. */
-  listTenantsBehind(shard: ShardName, version: number, afterClientId: string, limit: number): Promise<TenantRecord[]>;
+  listTenantsBehind(
+    shard: ShardName,
+    version: number,
+    afterClientId: string,
+    limit: number,
+  ): Promise<TenantRecord[]>;
   countTenantsByShard(signal?: AbortSignal): Promise<Map<string, number>>;
   /** Every tenant's client id and shard, for planning a rebalance. */
   listPlacements(signal?: AbortSignal): Promise<PlacementRow[]>;

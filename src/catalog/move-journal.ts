@@ -18,6 +18,9 @@ export type MoveState = (typeof moveStates)[number];
 export const moveReasons = ['ring', 'drain', 'manual'] as const;
 export type MoveReason = (typeof moveReasons)[number];
 
+/** Phases from the flip on: the client lives on the target, and the move can only be finished. */
+export const AFTER_FLIP: readonly MovePhase[] = ['flipped', 'cleaning', 'done'];
+
 /** A move as journaled in the catalog; the journal row is saved before each step runs. */
 export interface MoveRecord {
   id: string;
@@ -45,7 +48,12 @@ const COLUMNS = `id, client_id AS "clientId", source_shard AS "sourceShard", tar
   finished_at AS "finishedAt"`;
 
 /** The fields a step may change. */
-export type MoveUpdate = Partial<Pick<MoveRecord, 'phase' | 'state' | 'rowsCopied' | 'rowsTotal' | 'bytesTotal' | 'writePauseMs' | 'error'>>;
+export type MoveUpdate = Partial<
+  Pick<
+    MoveRecord,
+    'phase' | 'state' | 'rowsCopied' | 'rowsTotal' | 'bytesTotal' | 'writePauseMs' | 'error'
+  >
+>;
 
 const UPDATE_COLUMNS: Record<keyof MoveUpdate, string> = {
   phase: 'phase',
@@ -65,25 +73,42 @@ export class MoveJournal {
     this.#db = db;
   }
 
-  /** Journals a new move; FAILED_PRECONDITION when the client already has a running one. */
-  async create(m: { clientId: ClientId; source: ShardName; target: ShardName; reason: MoveReason }): Promise<MoveRecord> {
+  /**
+   * Journals a new move under an id the caller chose (and already holds the lock of, so no
+   * recovering process mistakes the new move for an orphan); FAILED_PRECONDITION when the client
+   * already has a running one.
+   */
+  async create(m: {
+    id: string;
+    clientId: ClientId;
+    source: ShardName;
+    target: ShardName;
+    reason: MoveReason;
+  }): Promise<MoveRecord> {
     try {
       const res = await this.#db.query<MoveRecord>(
-        `INSERT INTO shardgate.moves (client_id, source_shard, target_shard, reason, phase, state)
-         VALUES ($1, $2, $3, $4, 'pending', 'running') RETURNING ${COLUMNS}`,
-        [m.clientId, m.source, m.target, m.reason],
+        `INSERT INTO shardgate.moves (id, client_id, source_shard, target_shard, reason, phase, state)
+         VALUES ($1, $2, $3, $4, $5, 'pending', 'running') RETURNING ${COLUMNS}`,
+        [m.id, m.clientId, m.source, m.target, m.reason],
       );
       return res.rows[0]!;
     } catch (err) {
       if (err instanceof ShardgateError && err.code === 'already-exists') {
-        throw new ShardgateError('failed-precondition', `client '${m.clientId}' is already being moved`);
+        throw new ShardgateError(
+          'failed-precondition',
+          `client '${m.clientId}' is already being moved`,
+        );
       }
       throw err;
     }
   }
 
   async get(id: string, signal?: AbortSignal): Promise<MoveRecord | undefined> {
-    const res = await this.#db.query<MoveRecord>(`SELECT ${COLUMNS} FROM shardgate.moves WHERE id = $1`, [id], signal);
+    const res = await this.#db.query<MoveRecord>(
+      `SELECT ${COLUMNS} FROM shardgate.moves WHERE id = $1`,
+      [id],
+      signal,
+    );
     return res.rows[0];
   }
 
@@ -95,7 +120,8 @@ export class MoveJournal {
       values.push(u[key]);
       sets.push(`${column} = $${values.length}`);
     }
-    if (u.state && u.state !== 'running') sets.push(`finished_at = date_trunc('milliseconds', now())`);
+    if (u.state && u.state !== 'running')
+      sets.push(`finished_at = date_trunc('milliseconds', now())`);
     sets.push(`updated_at = date_trunc('milliseconds', now())`);
     const res = await this.#db.query<MoveRecord>(
       `UPDATE shardgate.moves SET ${sets.join(', ')} WHERE id = $1 RETURNING ${COLUMNS}`,
@@ -116,7 +142,12 @@ export class MoveJournal {
   }
 
   async list(
-    q: { clientId?: string; state?: MoveState; before?: { createdAt: Date; id: string }; limit: number },
+    q: {
+      clientId?: string;
+      state?: MoveState;
+      before?: { createdAt: Date; id: string };
+      limit: number;
+    },
     signal?: AbortSignal,
   ): Promise<MoveRecord[]> {
     const res = await this.#db.query<MoveRecord>(
@@ -124,7 +155,13 @@ export class MoveJournal {
        WHERE ($1::text IS NULL OR client_id = $1) AND ($2::text IS NULL OR state = $2)
          AND ($3::timestamptz IS NULL OR (created_at, id) < ($3, $4::uuid))
        ORDER BY created_at DESC, id DESC LIMIT $5`,
-      [q.clientId ?? null, q.state ?? null, q.before?.createdAt ?? null, q.before?.id ?? null, q.limit],
+      [
+        q.clientId ?? null,
+        q.state ?? null,
+        q.before?.createdAt ?? null,
+        q.before?.id ?? null,
+        q.limit,
+      ],
       signal,
     );
     return res.rows;
@@ -138,25 +175,47 @@ export class MoveJournal {
   }
 
   /**
-   * The flip: one catalog transaction points the client at the target, resumes its writes and
-   * records the phase. False (and nothing changed) when the client is no longer on the source.
+   * The flip: one catalog transaction records the phase, points the client at the target and
+   * resumes its writes. Refused (false, nothing changed) once a rollback or a cancel was asked for,
+   * or when the client is no longer on the source. The move row is updated first: its row lock
+   * orders the flip against `beginRollback`, so a move is either flipped or rolled back, never both.
    */
   async flip(move: MoveRecord, writePauseMs: number): Promise<boolean> {
-    return this.#db.transaction(undefined, async (tx) => {
-      const res = await tx.query(
-        `UPDATE shardgate.tenants SET shard = $3, writes_paused = false, pinned = $4,
+    return this.#db
+      .transaction(undefined, async (tx) => {
+        const journaled = await tx.query(
+          `UPDATE shardgate.moves SET phase = 'flipped', write_pause_ms = $2,
+           updated_at = date_trunc('milliseconds', now())
+         WHERE id = $1 AND state = 'running' AND phase = 'cutover' AND NOT cancel_requested`,
+          [move.id, writePauseMs],
+        );
+        if (journaled.rowCount !== 1) return false;
+        const res = await tx.query(
+          `UPDATE shardgate.tenants SET shard = $3, writes_paused = false, pinned = $4,
            updated_at = date_trunc('milliseconds', now())
          WHERE client_id = $1 AND shard = $2`,
-        [move.clientId, move.sourceShard, move.targetShard, move.reason === 'manual'],
-      );
-      if (res.rowCount !== 1) return false;
-      await tx.query(
-        `UPDATE shardgate.moves SET phase = 'flipped', write_pause_ms = $2,
-           updated_at = date_trunc('milliseconds', now()) WHERE id = $1`,
-        [move.id, writePauseMs],
-      );
-      return true;
-    });
+          [move.clientId, move.sourceShard, move.targetShard, move.reason === 'manual'],
+        );
+        if (res.rowCount !== 1) throw new FlipRefused();
+        return true;
+      })
+      .catch((err: unknown) => {
+        if (err instanceof FlipRefused) return false;
+        throw err;
+      });
+  }
+
+  /**
+   * Starts a rollback: from now on the flip is refused. Returns the move as it stands, or
+   * undefined when it has already flipped (it must then be finished, not rolled back).
+   */
+  async beginRollback(id: string): Promise<MoveRecord | undefined> {
+    const res = await this.#db.query<MoveRecord>(
+      `UPDATE shardgate.moves SET cancel_requested = true, updated_at = date_trunc('milliseconds', now())
+       WHERE id = $1 AND phase <> ALL ($2::text[]) RETURNING ${COLUMNS}`,
+      [id, AFTER_FLIP],
+    );
+    return res.rows[0];
   }
 
   /** A session-level advisory lock on the catalog marks the one process running a move. */
@@ -164,3 +223,6 @@ export class MoveJournal {
     return `shardgate:move:${id}`;
   }
 }
+
+/** Rolls the flip transaction back when the client is no longer on the source. */
+class FlipRefused extends Error {}

@@ -54,7 +54,9 @@ export class PgCatalog implements Catalog {
       await tx.query('CREATE SCHEMA IF NOT EXISTS shardgate');
       await tx.query(`CREATE TABLE IF NOT EXISTS shardgate.catalog_migrations (
         version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`);
-      const done = await tx.query<{ version: number }>('SELECT version FROM shardgate.catalog_migrations');
+      const done = await tx.query<{ version: number }>(
+        'SELECT version FROM shardgate.catalog_migrations',
+      );
       const applied = new Set(done.rows.map((r) => r.version));
       for (const m of catalogMigrations) {
         if (applied.has(m.version)) continue;
@@ -187,9 +189,14 @@ export class PgCatalog implements Catalog {
         if (existing) return { tenant: existing, inserted: false };
       } catch (err) {
         // schema_name's index is no arbiter here: a racing insert of this client can hit it.
-        if (!(err instanceof ShardgateError && err.code === 'already-exists') || attempt >= 2) throw err;
+        if (!(err instanceof ShardgateError && err.code === 'already-exists') || attempt >= 2)
+          throw err;
       }
-      if (attempt >= 2) throw new ShardgateError('aborted', `the directory entry of '${entry.clientId}' kept changing; retry`);
+      if (attempt >= 2)
+        throw new ShardgateError(
+          'aborted',
+          `the directory entry of '${entry.clientId}' kept changing; retry`,
+        );
     }
   }
 

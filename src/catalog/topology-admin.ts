@@ -22,14 +22,18 @@ export class TopologyAdmin {
     this.#db = db;
   }
 
-  async addShard(s: { name: ShardName; url: string; weight: number }, signal?: AbortSignal): Promise<ShardChange> {
+  async addShard(
+    s: { name: ShardName; url: string; weight: number },
+    signal?: AbortSignal,
+  ): Promise<ShardChange> {
     return this.#db.transaction(signal, async (tx) => {
       const res = await tx.query<ShardRecord>(
         `INSERT INTO shardgate.shards (name, url, weight) VALUES ($1, $2, $3)
          ON CONFLICT (name) DO NOTHING RETURNING ${SHARD_COLUMNS}`,
         [s.name, s.url, s.weight],
       );
-      if (!res.rows[0]) throw new ShardgateError('already-exists', `shard '${s.name}' already exists`);
+      if (!res.rows[0])
+        throw new ShardgateError('already-exists', `shard '${s.name}' already exists`);
       return { shard: res.rows[0], epoch: await bumpEpoch(tx) };
     });
   }
@@ -45,8 +49,11 @@ export class TopologyAdmin {
   /** Unregisters a shard; refused while tenants are placed there or moves involve it. */
   async removeShard(name: ShardName, signal?: AbortSignal): Promise<number> {
     return this.#db.transaction(signal, async (tx) => {
-      const shard = await tx.query('SELECT 1 FROM shardgate.shards WHERE name = $1 FOR UPDATE', [name]);
-      if (shard.rowCount === 0) throw new ShardgateError('not-found', `shard '${name}' does not exist`);
+      const shard = await tx.query('SELECT 1 FROM shardgate.shards WHERE name = $1 FOR UPDATE', [
+        name,
+      ]);
+      if (shard.rowCount === 0)
+        throw new ShardgateError('not-found', `shard '${name}' does not exist`);
       const held = await tx.query<{ n: string }>(
         'SELECT count(*) AS n FROM shardgate.tenants WHERE shard = $1',
         [name],
@@ -63,14 +70,22 @@ export class TopologyAdmin {
         [name],
       );
       if ((moving.rowCount ?? 0) > 0) {
-        throw new ShardgateError('failed-precondition', `a move to or from shard '${name}' is running`);
+        throw new ShardgateError(
+          'failed-precondition',
+          `a move to or from shard '${name}' is running`,
+        );
       }
       await tx.query('DELETE FROM shardgate.shards WHERE name = $1', [name]);
       return bumpEpoch(tx);
     });
   }
 
-  async #update(name: ShardName, set: string, value: unknown, signal?: AbortSignal): Promise<ShardChange> {
+  async #update(
+    name: ShardName,
+    set: string,
+    value: unknown,
+    signal?: AbortSignal,
+  ): Promise<ShardChange> {
     return this.#db.transaction(signal, async (tx) => {
       const res = await tx.query<ShardRecord>(
         `UPDATE shardgate.shards SET ${set}, updated_at = now() WHERE name = $1 RETURNING ${SHARD_COLUMNS}`,
@@ -83,6 +98,8 @@ export class TopologyAdmin {
 }
 
 async function bumpEpoch(tx: Queryable): Promise<number> {
-  const res = await tx.query<{ epoch: string }>('UPDATE shardgate.ring SET epoch = epoch + 1 RETURNING epoch');
+  const res = await tx.query<{ epoch: string }>(
+    'UPDATE shardgate.ring SET epoch = epoch + 1 RETURNING epoch',
+  );
   return Number(res.rows[0]?.epoch ?? 0);
 }

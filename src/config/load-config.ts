@@ -75,7 +75,8 @@ function parseShardList(raw: string): unknown[] {
     .filter(Boolean)
     .map((entry) => {
       const eq = entry.indexOf('=');
-      if (eq <= 0) throw new ConfigError(`SHARDGATE_SHARDS entry '${entry.split('=')[0]}' must be name=url`);
+      if (eq <= 0)
+        throw new ConfigError(`SHARDGATE_SHARDS entry '${entry.split('=')[0]}' must be name=url`);
       const name = entry.slice(0, eq);
       const rest = entry.slice(eq + 1);
       const weightMatch = /#(\d+)$/.exec(rest);
@@ -85,12 +86,14 @@ function parseShardList(raw: string): unknown[] {
     });
 }
 
-function deepMerge(a: Record<string, unknown>, b: Record<string, unknown>): Record<string, unknown> {
+function deepMerge(
+  a: Record<string, unknown>,
+  b: Record<string, unknown>,
+): Record<string, unknown> {
   const out: Record<string, unknown> = { ...a };
   for (const [key, value] of Object.entries(b)) {
     const prev = out[key];
-    out[key] =
-      isPlainObject(prev) && isPlainObject(value) ? deepMerge(prev, value) : value;
+    out[key] = isPlainObject(prev) && isPlainObject(value) ? deepMerge(prev, value) : value;
   }
   return out;
 }

@@ -1,7 +1,9 @@
 import { z } from 'zod';
 
 const shardSchema = z.object({
-  name: z.string().regex(/^[a-z0-9]+(?:-[a-z0-9]+)*$/, 'lowercase letters, digits and inner hyphens'),
+  name: z
+    .string()
+    .regex(/^[a-z0-9]+(?:-[a-z0-9]+)*$/, 'lowercase letters, digits and inner hyphens'),
   url: z.string().regex(/^postgres(ql)?:\/\//, 'a postgres:// connection URL'),
   weight: z.number().int().min(1).max(10_000).default(100),
 });
@@ -15,9 +17,15 @@ export const configSchema = z
     /** host:port the gRPC server listens on. */
     listen: z.string().default('127.0.0.1:50051'),
     /** Catalog database URL. Unset: run embedded PostgreSQL servers under `embedded.dataDir`. */
-    catalogUrl: z.string().regex(/^postgres(ql)?:\/\//, 'a postgres:// connection URL').optional(),
+    catalogUrl: z
+      .string()
+      .regex(/^postgres(ql)?:\/\//, 'a postgres:// connection URL')
+      .optional(),
     /** Shared (cross-client) database URL. Unset: the catalog database, schema `shared`. */
-    sharedUrl: z.string().regex(/^postgres(ql)?:\/\//, 'a postgres:// connection URL').optional(),
+    sharedUrl: z
+      .string()
+      .regex(/^postgres(ql)?:\/\//, 'a postgres:// connection URL')
+      .optional(),
     /** Shards registered in the catalog at start-up when absent (existing ones are left alone). */
     shards: z.array(shardSchema).default([]),
     embedded: z
@@ -51,7 +59,9 @@ export const configSchema = z
       })
       .prefault({}),
     /** pino log level. */
-    logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    logLevel: z
+      .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
+      .default('info'),
   })
   .strict();
 

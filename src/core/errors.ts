@@ -22,7 +22,11 @@ export class ShardgateError extends Error {
   /** A machine-readable refinement of `code` (AIP-193's ErrorInfo.reason), when one helps. */
   readonly reason: ErrorReason | undefined;
 
-  constructor(code: ErrorCode, message: string, options?: { cause?: unknown; reason?: ErrorReason }) {
+  constructor(
+    code: ErrorCode,
+    message: string,
+    options?: { cause?: unknown; reason?: ErrorReason },
+  ) {
     super(message, options);
     this.name = 'ShardgateError';
     this.code = code;

@@ -33,7 +33,9 @@ export async function migrateClientSchemas(opts: {
       if (page.length === 0) break;
       for (const tenant of page) {
         try {
-          const version = await ensureClientSchema(opts.pools.get(shard), tenant.schema, { migrations });
+          const version = await ensureClientSchema(opts.pools.get(shard), tenant.schema, {
+            migrations,
+          });
           await opts.catalog.setSchemaVersion(tenant.clientId, version);
           report.migrated.push(tenant.clientId);
         } catch (err) {

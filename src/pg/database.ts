@@ -54,7 +54,10 @@ export class Database {
    * itself fails the connection is destroyed, so no pooled connection is ever left in a transaction.
    * Once `signal` fires, no further statement of `fn` starts.
    */
-  async transaction<T>(signal: AbortSignal | undefined, fn: (tx: Queryable) => Promise<T>): Promise<T> {
+  async transaction<T>(
+    signal: AbortSignal | undefined,
+    fn: (tx: Queryable) => Promise<T>,
+  ): Promise<T> {
     return this.withConnection(signal, async (conn) => {
       const tx: Queryable = {
         query: (text, values) => {
@@ -81,7 +84,10 @@ export class Database {
    * Checks out a connection, wires cancellation to `signal`, and always returns it clean. A call
    * cancelled while it waits for a connection gives up the wait and never runs its statement.
    */
-  async withConnection<T>(signal: AbortSignal | undefined, fn: (conn: pg.PoolClient) => Promise<T>): Promise<T> {
+  async withConnection<T>(
+    signal: AbortSignal | undefined,
+    fn: (conn: pg.PoolClient) => Promise<T>,
+  ): Promise<T> {
     if (signal?.aborted) throw abortedBySignal(signal);
     const conn = await this.#checkout(signal);
     if (signal?.aborted) {
@@ -100,7 +106,11 @@ export class Database {
     } catch (err) {
       const cause = err instanceof RollbackFailed ? err.rollbackError : err;
       if (err instanceof RollbackFailed || isConnectionBroken(cause)) broken = asError(cause);
-      throw translatePgError(err instanceof RollbackFailed ? err.original : err, this.label, signal);
+      throw translatePgError(
+        err instanceof RollbackFailed ? err.original : err,
+        this.label,
+        signal,
+      );
     } finally {
       signal?.removeEventListener('abort', onAbort);
       // A cancel request still on its way would hit whatever the next borrower runs; once it has
@@ -138,7 +148,11 @@ export class Database {
 
   /** Pool counters, for metrics and tests. */
   stats(): { total: number; idle: number; waiting: number } {
-    return { total: this.#pool.totalCount, idle: this.#pool.idleCount, waiting: this.#pool.waitingCount };
+    return {
+      total: this.#pool.totalCount,
+      idle: this.#pool.idleCount,
+      waiting: this.#pool.waitingCount,
+    };
   }
 
   async #cancelBackend(pid: number | undefined | null): Promise<void> {

@@ -101,7 +101,8 @@ export class PgListener extends EventEmitter {
       if (inFlight || this.#client !== client) return;
       inFlight = true;
       const timeout = setTimeout(
-        () => this.#lost(client, new Error('listener heartbeat unanswered; the server is unreachable')),
+        () =>
+          this.#lost(client, new Error('listener heartbeat unanswered; the server is unreachable')),
         this.#options.heartbeatTimeoutMs,
       );
       timeout.unref();

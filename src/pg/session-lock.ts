@@ -11,7 +11,11 @@ export interface SessionLock {
  * the job it guarded. Undefined when someone else holds it.
  */
 export async function trySessionLock(url: string, key: string): Promise<SessionLock | undefined> {
-  const client = new pg.Client({ connectionString: url, application_name: 'shardgate-lock', keepAlive: true });
+  const client = new pg.Client({
+    connectionString: url,
+    application_name: 'shardgate-lock',
+    keepAlive: true,
+  });
   client.on('error', () => undefined);
   await client.connect();
   try {

@@ -22,7 +22,11 @@ export function abortedBySignal(signal: AbortSignal, cause?: unknown): Shardgate
   const reason: unknown = signal.reason;
   const timedOut = reason instanceof Error && reason.name === 'TimeoutError';
   return timedOut
-    ? new ShardgateError('deadline-exceeded', 'the call deadline passed before the database answered', { cause })
+    ? new ShardgateError(
+        'deadline-exceeded',
+        'the call deadline passed before the database answered',
+        { cause },
+      )
     : new ShardgateError('cancelled', 'the call was cancelled', { cause });
 }
 
@@ -33,10 +37,14 @@ function fromSqlState(err: pg.DatabaseError, target: string): ShardgateError {
   // The move fence (SGMOV), or a client schema that is gone from this shard: the placement the
   // caller routed by is stale. Not on message text: on SQLSTATE.
   if (code === 'SGMOV' || code === '3F000' || code === '42P01') {
-    return new ShardgateError('unavailable', `the client is not (or no longer) served by ${target}; retry`, {
-      cause: err,
-      reason: 'placement-stale',
-    });
+    return new ShardgateError(
+      'unavailable',
+      `the client is not (or no longer) served by ${target}; retry`,
+      {
+        cause: err,
+        reason: 'placement-stale',
+      },
+    );
   }
   if (code === '57014') {
     return make('deadline-exceeded', `${target} cancelled the statement (statement timeout)`);

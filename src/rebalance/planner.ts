@@ -27,7 +27,9 @@ export async function planRebalance(opts: {
   ring: ShardRing;
   limit?: number;
 }): Promise<PlannedMove[]> {
-  const draining = new Set(opts.topology.shards.filter((s) => s.state === 'draining').map((s) => s.name));
+  const draining = new Set(
+    opts.topology.shards.filter((s) => s.state === 'draining').map((s) => s.name),
+  );
   const moves: Omit<PlannedMove, 'sizeBytes' | 'rowEstimate'>[] = [];
   const schemaOf = new Map<string, string>();
   for (const p of await opts.catalog.listPlacements()) {

@@ -1,11 +1,19 @@
+import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { Catalog } from '../catalog/catalog.js';
-import type { MoveJournal, MovePhase, MoveReason, MoveRecord, MoveUpdate } from '../catalog/move-journal.js';
+import {
+  AFTER_FLIP,
+  type MoveJournal,
+  type MovePhase,
+  type MoveReason,
+  type MoveRecord,
+  type MoveUpdate,
+} from '../catalog/move-journal.js';
 import { ShardgateError, unknownClient } from '../core/errors.js';
 import type { Failpoints } from '../core/failpoints.js';
 import { schemaNameFor, type ClientId, type ShardName } from '../core/ids.js';
 import type { Database } from '../pg/database.js';
-import { trySessionLock } from '../pg/session-lock.js';
+import { trySessionLock, type SessionLock } from '../pg/session-lock.js';
 import { ensureClientSchema } from '../shards/client-schema.js';
 import * as repl from '../shards/replication.js';
 import type { ShardPools } from '../shards/shard-pools.js';
@@ -32,7 +40,13 @@ export interface MoverDeps {
 
 class Cancelled extends Error {}
 
-const BEFORE_FLIP: readonly MovePhase[] = ['pending', 'preparing', 'copying', 'catching_up', 'cutover'];
+const BEFORE_FLIP: readonly MovePhase[] = [
+  'pending',
+  'preparing',
+  'copying',
+  'catching_up',
+  'cutover',
+];
 
 /**
  * Moves one client's schema to another shard online (docs/adr/0005-online-moves.md): copy with
@@ -48,6 +62,10 @@ export class TenantMover extends EventEmitter {
   readonly #copyTimeoutMs: number;
   readonly #cutoverTimeoutMs: number;
   readonly #running = new Map<string, Promise<MoveRecord>>();
+  /** Moves being journaled by `start`: recovery must not mistake them for orphans. */
+  readonly #starting = new Set<string>();
+  /** Per target server: the tail of this process's queue of subscriptions waiting for workers. */
+  readonly #subscribing = new Map<string, Promise<void>>();
 
   constructor(deps: MoverDeps, options: MoverOptions = {}) {
     super();
@@ -59,34 +77,65 @@ export class TenantMover extends EventEmitter {
   }
 
   /** Journals a move and runs it in the background; resolves with the journaled record. */
-  async start(req: { clientId: ClientId; target: ShardName; reason: MoveReason }): Promise<MoveRecord> {
+  async start(req: {
+    clientId: ClientId;
+    target: ShardName;
+    reason: MoveReason;
+  }): Promise<MoveRecord> {
     const tenant = await this.#deps.catalog.getTenant(req.clientId);
     if (!tenant) throw unknownClient(req.clientId);
     if (tenant.status === 'provisioning') {
-      throw new ShardgateError('failed-precondition', `client '${req.clientId}' is still being provisioned`);
+      throw new ShardgateError(
+        'failed-precondition',
+        `client '${req.clientId}' is still being provisioned`,
+      );
     }
     if (tenant.shard === req.target) {
-      throw new ShardgateError('failed-precondition', `client '${req.clientId}' already lives on '${req.target}'`);
+      throw new ShardgateError(
+        'failed-precondition',
+        `client '${req.clientId}' already lives on '${req.target}'`,
+      );
     }
     if (!this.#deps.pools.has(req.target)) {
       throw new ShardgateError('not-found', `shard '${req.target}' does not exist`);
     }
-    const move = await this.#deps.journal.create({
-      clientId: req.clientId,
-      source: tenant.shard,
-      target: req.target,
-      reason: req.reason,
-    });
-    void this.run(move.id);
-    return move;
+    // The lock is taken before the row exists, so no recovering process (here or in another
+    // gateway) can see the new move without its lock held and roll it back as an orphan.
+    const id = randomUUID();
+    this.#starting.add(id);
+    try {
+      const lock = await trySessionLock(this.#deps.catalogUrl, this.#deps.journal.lockKey(id));
+      if (!lock) throw new ShardgateError('aborted', 'could not lock the new move; retry');
+      let move: MoveRecord;
+      try {
+        move = await this.#deps.journal.create({
+          id,
+          clientId: req.clientId,
+          source: tenant.shard,
+          target: req.target,
+          reason: req.reason,
+        });
+      } catch (err) {
+        await lock.release();
+        throw err;
+      }
+      void this.run(id, false, lock);
+      return move;
+    } finally {
+      this.#starting.delete(id);
+    }
   }
 
   /** Runs (or joins) a move; settles when it ends here, or at once if another process owns it. */
-  run(moveId: string, recovering = false): Promise<MoveRecord> {
+  run(moveId: string, recovering = false, lock?: SessionLock): Promise<MoveRecord> {
     const existing = this.#running.get(moveId);
     if (existing) return existing;
-    const running = this.#runLocked(moveId, recovering).finally(() => this.#running.delete(moveId));
-    running.catch((err: unknown) => this.#deps.log.warn({ err, moveId }, 'move stopped; recovery will resume it'));
+    const running = this.#runLocked(moveId, recovering, lock).finally(() =>
+      this.#running.delete(moveId),
+    );
+    running.catch((err: unknown) =>
+      this.#deps.log.warn({ err, moveId }, 'move stopped; recovery will resume it'),
+    );
     this.#running.set(moveId, running);
     return running;
   }
@@ -94,7 +143,7 @@ export class TenantMover extends EventEmitter {
   /** Takes over every running move that no live process holds (at start-up and periodically). */
   async recover(): Promise<void> {
     for (const move of await this.#deps.journal.listRunning()) {
-      if (!this.#running.has(move.id)) void this.run(move.id, true);
+      if (!this.#running.has(move.id) && !this.#starting.has(move.id)) void this.run(move.id, true);
     }
   }
 
@@ -103,18 +152,24 @@ export class TenantMover extends EventEmitter {
     await Promise.allSettled([...this.#running.values()]);
   }
 
-  async #runLocked(moveId: string, recovering: boolean): Promise<MoveRecord> {
-    const lock = await trySessionLock(this.#deps.catalogUrl, this.#deps.journal.lockKey(moveId));
+  async #runLocked(moveId: string, recovering: boolean, held?: SessionLock): Promise<MoveRecord> {
+    const lock =
+      held ?? (await trySessionLock(this.#deps.catalogUrl, this.#deps.journal.lockKey(moveId)));
     if (!lock) return this.#load(moveId);
     try {
       let move = await this.#load(moveId);
       if (move.state !== 'running') return move;
       if (BEFORE_FLIP.includes(move.phase)) {
         move = recovering
-          ? await this.#rollBack(move, 'failed', 'the process running the move stopped; rolled back')
+          ? await this.#rollBack(
+              move,
+              'failed',
+              'the process running the move stopped; rolled back',
+            )
           : await this.#forward(move);
       }
-      if (move.state === 'running') move = await this.#cleanUp(move);
+      if (move.state === 'running' && AFTER_FLIP.includes(move.phase))
+        move = await this.#cleanUp(move);
       return move;
     } finally {
       await lock.release();
@@ -128,9 +183,23 @@ export class TenantMover extends EventEmitter {
       move = await this.#catchUp(move);
       return await this.#cutover(move);
     } catch (err) {
+      // An error after the flip committed (or with its outcome unknown) is not a reason to roll
+      // back: the journal says which side of the flip the move is on.
+      const current = await this.#load(move.id);
+      if (AFTER_FLIP.includes(current.phase)) {
+        this.#deps.log.warn({ err, moveId: move.id }, 'error after the flip; finishing the move');
+        return current;
+      }
       const cancelled = err instanceof Cancelled;
-      this.#deps.log.warn({ err, moveId: move.id }, cancelled ? 'move cancelled' : 'move failed; rolling back');
-      return this.#rollBack(move, cancelled ? 'cancelled' : 'failed', cancelled ? null : (err as Error).message);
+      this.#deps.log.warn(
+        { err, moveId: move.id },
+        cancelled ? 'move cancelled' : 'move failed; rolling back',
+      );
+      return this.#rollBack(
+        move,
+        cancelled ? 'cancelled' : 'failed',
+        cancelled ? null : (err as Error).message,
+      );
     }
   }
 
@@ -149,13 +218,14 @@ export class TenantMover extends EventEmitter {
     move = await this.#step(move, { phase: 'copying' });
     const { source, target, schema, name } = this.#ends(move);
     await repl.createPublication(source, name, schema);
-    await repl.createSubscription(target, name, this.#deps.pools.urlOf(move.sourceShard));
+    move = await this.#subscribe(move, source, target, name);
     const deadline = Date.now() + this.#copyTimeoutMs;
     for (let polls = 1; ; polls++) {
       const sync = await repl.syncProgress(target, name);
       if (sync.tables > 0 && sync.ready === sync.tables) break;
       if (Date.now() > deadline) throw new Error('the initial copy did not finish in time');
-      if (polls % 10 === 0) move = await this.#step(move, { rowsCopied: await totalRows(target, schema) });
+      if (polls % 10 === 0)
+        move = await this.#step(move, { rowsCopied: await totalRows(target, schema) });
       await new Promise((r) => setTimeout(r, this.#pollMs));
     }
     return this.#step(move, { rowsCopied: await totalRows(target, schema) });
@@ -165,7 +235,12 @@ export class TenantMover extends EventEmitter {
   async #catchUp(move: MoveRecord): Promise<MoveRecord> {
     move = await this.#step(move, { phase: 'catching_up' });
     const { source, target, name, schema } = this.#ends(move);
-    await this.#waitApplied(target, name, await repl.writeMarker(source, schema), this.#copyTimeoutMs);
+    await this.#waitApplied(
+      target,
+      name,
+      await repl.writeMarker(source, schema),
+      this.#copyTimeoutMs,
+    );
     return move;
   }
 
@@ -176,14 +251,24 @@ export class TenantMover extends EventEmitter {
     await this.#deps.catalog.setWritesPaused(move.clientId, true);
     this.#deps.failpoints.hit('move.cutover.paused');
     await repl.installFence(source, schema);
-    await this.#waitApplied(target, name, await repl.writeMarker(source, schema), this.#cutoverTimeoutMs);
+    await this.#waitApplied(
+      target,
+      name,
+      await repl.writeMarker(source, schema),
+      this.#cutoverTimeoutMs,
+    );
     this.#deps.failpoints.hit('move.cutover.caught-up');
-    const [a, b] = await Promise.all([repl.checksums(source, schema), repl.checksums(target, schema)]);
+    const [a, b] = await Promise.all([
+      repl.checksums(source, schema),
+      repl.checksums(target, schema),
+    ]);
     const differing = [...new Set([...a.keys(), ...b.keys()])].filter((t) => a.get(t) !== b.get(t));
-    if (differing.length > 0) throw new Error(`verification failed: table(s) ${differing.join(', ')} differ`);
+    if (differing.length > 0)
+      throw new Error(`verification failed: table(s) ${differing.join(', ')} differ`);
     this.#deps.failpoints.hit('move.cutover.verified');
     const pauseMs = Math.round(performance.now() - pausedAt);
     if (!(await this.#deps.journal.flip(move, pauseMs))) {
+      if ((await this.#load(move.id)).cancelRequested) throw new Cancelled();
       throw new Error('the client is no longer on the source shard; nothing was flipped');
     }
     this.#deps.log.info({ moveId: move.id, clientId: move.clientId, pauseMs }, 'move flipped');
@@ -202,7 +287,14 @@ export class TenantMover extends EventEmitter {
   }
 
   /** Undoes a move that has not flipped; every step tolerates what is already gone. */
-  async #rollBack(move: MoveRecord, state: 'failed' | 'cancelled', error: string | null): Promise<MoveRecord> {
+  async #rollBack(
+    move: MoveRecord,
+    state: 'failed' | 'cancelled',
+    error: string | null,
+  ): Promise<MoveRecord> {
+    const claimed = await this.#deps.journal.beginRollback(move.id);
+    // Flipped meanwhile (a flip whose outcome the caller did not see): finish it instead.
+    if (!claimed) return this.#load(move.id);
     const { source, target, schema, name } = this.#ends(move);
     const tenant = await this.#deps.catalog.getTenant(move.clientId);
     await repl.dropSubscription(target, name);
@@ -216,7 +308,49 @@ export class TenantMover extends EventEmitter {
     return this.#step(move, { state, ...(error === null ? {} : { error }) });
   }
 
-  async #waitApplied(target: Database, name: string, lsn: string, timeoutMs: number): Promise<void> {
+  /**
+   * Creates the subscription once the target's server has logical replication workers for it:
+   * one apply worker plus its table-sync workers. Subscriptions beyond that would hold every
+   * worker slot with apply workers, and their initial copies would wait on one another for
+   * minutes (max_logical_replication_workers is 4 by default). Within this process, one
+   * subscription at a time per server is checked and created, so two moves cannot both take the
+   * last room.
+   */
+  async #subscribe(
+    move: MoveRecord,
+    source: Database,
+    target: Database,
+    name: string,
+  ): Promise<MoveRecord> {
+    const server = new URL(this.#deps.pools.urlOf(move.targetShard)).host;
+    const previous = this.#subscribing.get(server) ?? Promise.resolve();
+    let release!: () => void;
+    const turn = new Promise<void>((r) => (release = r));
+    const tail = previous.then(() => turn);
+    this.#subscribing.set(server, tail);
+    try {
+      await previous;
+      const deadline = Date.now() + this.#copyTimeoutMs;
+      for (let polls = 1; !(await repl.hasSubscriptionRoom(target)); polls++) {
+        if (Date.now() > deadline)
+          throw new Error('the target server had no replication workers free in time');
+        if (polls % 10 === 0) move = await this.#step(move, {});
+        await new Promise((r) => setTimeout(r, this.#pollMs));
+      }
+      await repl.createSubscription(target, name, source, this.#deps.pools.urlOf(move.sourceShard));
+      return move;
+    } finally {
+      release();
+      if (this.#subscribing.get(server) === tail) this.#subscribing.delete(server);
+    }
+  }
+
+  async #waitApplied(
+    target: Database,
+    name: string,
+    lsn: string,
+    timeoutMs: number,
+  ): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     while (!(await repl.appliedPast(target, name, lsn))) {
       if (Date.now() > deadline) throw new Error('the target did not catch up in time');

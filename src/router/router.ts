@@ -84,7 +84,8 @@ export class Router {
         clearTimeout(timer);
         signal?.removeEventListener('abort', done);
         waiters.delete(done);
-        if (waiters.size === 0 && this.#waiters.get(clientId) === waiters) this.#waiters.delete(clientId);
+        if (waiters.size === 0 && this.#waiters.get(clientId) === waiters)
+          this.#waiters.delete(clientId);
         resolve();
       };
       const timer = setTimeout(done, timeoutMs);

@@ -41,7 +41,12 @@ const COLUMN_OF: Record<keyof AppointmentFields, string> = {
 
 /** Typed queries on `<schema>.appointments`; `schema` is always the quoted identifier. */
 export const appointments = {
-  async create(db: Database, schema: string, f: AppointmentFields, signal?: AbortSignal): Promise<AppointmentRecord> {
+  async create(
+    db: Database,
+    schema: string,
+    f: AppointmentFields,
+    signal?: AbortSignal,
+  ): Promise<AppointmentRecord> {
     const res = await db.query<AppointmentRecord>(
       `INSERT INTO ${schema}.appointments (client_phone, scheduled_at, service_type, status)
        VALUES ($1, $2, $3, $4) RETURNING ${COLUMNS}`,
@@ -51,7 +56,12 @@ export const appointments = {
     return res.rows[0]!;
   },
 
-  async get(db: Database, schema: string, id: string, signal?: AbortSignal): Promise<AppointmentRecord | undefined> {
+  async get(
+    db: Database,
+    schema: string,
+    id: string,
+    signal?: AbortSignal,
+  ): Promise<AppointmentRecord | undefined> {
     const res = await db.query<AppointmentRecord>(
       `SELECT ${COLUMNS} FROM ${schema}.appointments WHERE id = $1`,
       [id],
@@ -60,7 +70,12 @@ export const appointments = {
     return res.rows[0];
   },
 
-  async list(db: Database, schema: string, q: AppointmentQuery, signal?: AbortSignal): Promise<AppointmentRecord[]> {
+  async list(
+    db: Database,
+    schema: string,
+    q: AppointmentQuery,
+    signal?: AbortSignal,
+  ): Promise<AppointmentRecord[]> {
     const res = await db.query<AppointmentRecord>(
       `SELECT ${COLUMNS} FROM ${schema}.appointments
        WHERE ($1::timestamptz IS NULL OR scheduled_at >= $1)
@@ -109,7 +124,12 @@ export const appointments = {
    * Cancels unless completed, in one statement. Returns the row after the call (unchanged when it
    * was already cancelled or completed) or undefined when there is no such appointment.
    */
-  async cancel(db: Database, schema: string, id: string, signal?: AbortSignal): Promise<AppointmentRecord | undefined> {
+  async cancel(
+    db: Database,
+    schema: string,
+    id: string,
+    signal?: AbortSignal,
+  ): Promise<AppointmentRecord | undefined> {
     const res = await db.query<AppointmentRecord>(
       `WITH changed AS (
          UPDATE ${schema}.appointments SET status = 'cancelled', updated_at = date_trunc('milliseconds', now())

@@ -27,7 +27,9 @@ export async function ensureClientSchema(
     ]);
     let applied = new Set<number>();
     if (exists.rows[0]?.t) {
-      const done = await tx.query<{ version: number }>(`SELECT version FROM ${ident}.schema_migrations`);
+      const done = await tx.query<{ version: number }>(
+        `SELECT version FROM ${ident}.schema_migrations`,
+      );
       applied = new Set(done.rows.map((r) => r.version));
     } else {
       await tx.query(`CREATE SCHEMA ${ident}`);

@@ -43,7 +43,11 @@ export class HandoffFeed {
   }
 
   /** Subscribes to a schema (the raw schema name) on a shard; returns the unsubscribe function. */
-  async subscribe(shard: string, schema: string, subscriber: HandoffSubscriber): Promise<() => void> {
+  async subscribe(
+    shard: string,
+    schema: string,
+    subscriber: HandoffSubscriber,
+  ): Promise<() => void> {
     let feed = await this.#feedFor(shard);
     // Its last subscriber may have left (or the shard failed) while we waited: open a new one.
     while (feed.closed) feed = await this.#feedFor(shard);
@@ -89,9 +93,16 @@ export class HandoffFeed {
       await listener.close();
       throw shardUnavailable(shard);
     }
-    const feed: ShardFeed = { listener, bySchema: new Map(), chain: Promise.resolve(), closed: false };
+    const feed: ShardFeed = {
+      listener,
+      bySchema: new Map(),
+      chain: Promise.resolve(),
+      closed: false,
+    };
     listener.on('notification', (payload: string) => this.#onNotification(shard, feed, payload));
-    listener.on('disconnected', (err: Error) => this.#fail(shard, feed, shardUnavailable(shard, err)));
+    listener.on('disconnected', (err: Error) =>
+      this.#fail(shard, feed, shardUnavailable(shard, err)),
+    );
     return feed;
   }
 

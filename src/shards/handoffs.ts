@@ -40,7 +40,12 @@ export const handoffs = {
     return res.rows[0]!;
   },
 
-  async get(db: Database, schema: string, id: string, signal?: AbortSignal): Promise<HandoffRecord | undefined> {
+  async get(
+    db: Database,
+    schema: string,
+    id: string,
+    signal?: AbortSignal,
+  ): Promise<HandoffRecord | undefined> {
     const res = await db.query<HandoffRecord>(
       `SELECT ${COLUMNS} FROM ${schema}.handoffs WHERE id = $1`,
       [id],
@@ -49,7 +54,12 @@ export const handoffs = {
     return res.rows[0];
   },
 
-  async list(db: Database, schema: string, q: HandoffQuery, signal?: AbortSignal): Promise<HandoffRecord[]> {
+  async list(
+    db: Database,
+    schema: string,
+    q: HandoffQuery,
+    signal?: AbortSignal,
+  ): Promise<HandoffRecord[]> {
     const { text, values } = handoffs.listQuery(schema, q);
     const res = await db.query<HandoffRecord>(text, values, signal);
     return res.rows;
@@ -81,7 +91,12 @@ export const handoffs = {
     };
   },
 
-  async latestTo(db: Database, schema: string, toAgent: string, signal?: AbortSignal): Promise<HandoffRecord | undefined> {
+  async latestTo(
+    db: Database,
+    schema: string,
+    toAgent: string,
+    signal?: AbortSignal,
+  ): Promise<HandoffRecord | undefined> {
     const res = await db.query<HandoffRecord>(
       `SELECT ${COLUMNS} FROM ${schema}.handoffs WHERE to_agent = $1
        ORDER BY created_at DESC, id DESC LIMIT 1`,

@@ -18,8 +18,14 @@ export function replicationName(moveId: string): string {
   return `sg_move_${moveId.replaceAll('-', '')}`;
 }
 
-export async function createPublication(source: Database, name: string, schema: string): Promise<void> {
-  const exists = await source.query('SELECT 1 FROM pg_catalog.pg_publication WHERE pubname = $1', [name]);
+export async function createPublication(
+  source: Database,
+  name: string,
+  schema: string,
+): Promise<void> {
+  const exists = await source.query('SELECT 1 FROM pg_catalog.pg_publication WHERE pubname = $1', [
+    name,
+  ]);
   if ((exists.rowCount ?? 0) > 0) return;
   await source.query(`CREATE PUBLICATION ${q(name)} FOR TABLES IN SCHEMA ${q(schema)}`);
 }
@@ -27,22 +33,57 @@ export async function createPublication(source: Database, name: string, schema: 
 /**
  * Subscribes the target to the source's publication; the initial copy starts at once. The source
  * URL must be reachable from the target's PostgreSQL server, not only from the gateway.
+ *
+ * The slot is made first, on the source, not by CREATE SUBSCRIPTION: a subscription that creates
+ * its slot on its own PostgreSQL server (source and target databases on one server) hangs, because
+ * building the slot's snapshot waits for the CREATE SUBSCRIPTION transaction itself to end.
  */
 export async function createSubscription(
   target: Database,
   name: string,
+  source: Database,
   sourceUrl: string,
 ): Promise<void> {
-  const exists = await target.query('SELECT 1 FROM pg_catalog.pg_subscription WHERE subname = $1', [name]);
+  const exists = await target.query('SELECT 1 FROM pg_catalog.pg_subscription WHERE subname = $1', [
+    name,
+  ]);
   if ((exists.rowCount ?? 0) > 0) return;
+  await createSlot(source, name);
   await target.query(
     `CREATE SUBSCRIPTION ${q(name)} CONNECTION ${lit(libpqConnectionString(sourceUrl))}
-     PUBLICATION ${q(name)} WITH (copy_data = true, create_slot = true, slot_name = ${lit(name)})`,
+     PUBLICATION ${q(name)} WITH (copy_data = true, create_slot = false, slot_name = ${lit(name)})`,
   );
 }
 
+/** Creates the move's logical replication slot on the source unless it is there. */
+async function createSlot(source: Database, name: string): Promise<void> {
+  await source.query(
+    `SELECT pg_catalog.pg_create_logical_replication_slot($1, 'pgoutput')
+     WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_name = $1)`,
+    [name],
+  );
+}
+
+/**
+ * True when the target's server has logical replication workers left for one more subscription:
+ * its apply worker and its table-sync workers. Counts every enabled subscription of the server
+ * (pg_subscription is shared by its databases). A lone subscription is always let in.
+ */
+export async function hasSubscriptionRoom(target: Database): Promise<boolean> {
+  const res = await target.query<{ workers: number; sync: number; subs: number }>(
+    `SELECT current_setting('max_logical_replication_workers')::int AS workers,
+            current_setting('max_sync_workers_per_subscription')::int AS sync,
+            (SELECT count(*) FROM pg_catalog.pg_subscription WHERE subenabled)::int AS subs`,
+  );
+  const { workers, sync, subs } = res.rows[0]!;
+  return subs === 0 || (subs + 1) * (1 + sync) <= workers;
+}
+
 /** Tables of the subscription and how many have finished their initial copy. */
-export async function syncProgress(target: Database, name: string): Promise<{ tables: number; ready: number }> {
+export async function syncProgress(
+  target: Database,
+  name: string,
+): Promise<{ tables: number; ready: number }> {
   const res = await target.query<{ tables: string; ready: string }>(
     `SELECT count(*) AS tables, count(*) FILTER (WHERE r.srsubstate = 'r') AS ready
      FROM pg_catalog.pg_subscription s JOIN pg_catalog.pg_subscription_rel r ON r.srsubid = s.oid
@@ -57,13 +98,18 @@ export async function rowCounts(db: Database, schema: string): Promise<Map<strin
   const tables = await tablesOf(db, schema);
   if (tables.length === 0) return new Map();
   const res = await db.query<{ t: string; n: string }>(
-    tables.map((t) => `SELECT ${lit(t)} AS t, count(*) AS n FROM ${q(schema)}.${q(t)}`).join(' UNION ALL '),
+    tables
+      .map((t) => `SELECT ${lit(t)} AS t, count(*) AS n FROM ${q(schema)}.${q(t)}`)
+      .join(' UNION ALL '),
   );
   return new Map(res.rows.map((r) => [r.t, Number(r.n)]));
 }
 
 /** Size on disk and estimated rows of a schema (catalog statistics only: cheap). */
-export async function schemaSize(db: Database, schema: string): Promise<{ bytes: number; rows: number }> {
+export async function schemaSize(
+  db: Database,
+  schema: string,
+): Promise<{ bytes: number; rows: number }> {
   const res = await db.query<{ bytes: string | null; rows: string | null }>(
     `SELECT sum(pg_catalog.pg_total_relation_size(c.oid)) AS bytes,
             sum(GREATEST(c.reltuples, 0)) FILTER (WHERE c.relkind = 'r') AS rows
@@ -71,7 +117,10 @@ export async function schemaSize(db: Database, schema: string): Promise<{ bytes:
      WHERE n.nspname = $1 AND c.relkind IN ('r', 'p')`,
     [schema],
   );
-  return { bytes: Number(res.rows[0]?.bytes ?? 0), rows: Math.round(Number(res.rows[0]?.rows ?? 0)) };
+  return {
+    bytes: Number(res.rows[0]?.bytes ?? 0),
+    rows: Math.round(Number(res.rows[0]?.rows ?? 0)),
+  };
 }
 
 /**
@@ -114,7 +163,9 @@ export async function writeMarker(source: Database, schema: string): Promise<str
   return source.transaction(undefined, async (tx) => {
     await tx.query(`SET LOCAL shardgate.fence_bypass = 'on'`);
     await tx.query(`UPDATE ${q(schema)}.state SET document = document`);
-    const res = await tx.query<{ lsn: string }>('SELECT pg_catalog.pg_current_wal_insert_lsn()::text AS lsn');
+    const res = await tx.query<{ lsn: string }>(
+      'SELECT pg_catalog.pg_current_wal_insert_lsn()::text AS lsn',
+    );
     return res.rows[0]!.lsn;
   });
 }
@@ -161,7 +212,9 @@ export async function checksums(db: Database, schema: string): Promise<Map<strin
 
 /** Drops the subscription (and its slot on the source when the source answers). */
 export async function dropSubscription(target: Database, name: string): Promise<void> {
-  const exists = await target.query('SELECT 1 FROM pg_catalog.pg_subscription WHERE subname = $1', [name]);
+  const exists = await target.query('SELECT 1 FROM pg_catalog.pg_subscription WHERE subname = $1', [
+    name,
+  ]);
   if ((exists.rowCount ?? 0) === 0) return;
   try {
     await target.query(`DROP SUBSCRIPTION ${q(name)}`);
@@ -191,7 +244,9 @@ export async function dropSchema(db: Database, schema: string): Promise<void> {
 }
 
 export async function schemaExists(db: Database, schema: string): Promise<boolean> {
-  const res = await db.query<{ ns: string | null }>(`SELECT to_regnamespace($1)::text AS ns`, [q(schema)]);
+  const res = await db.query<{ ns: string | null }>(`SELECT to_regnamespace($1)::text AS ns`, [
+    q(schema),
+  ]);
   return res.rows[0]?.ns != null;
 }
 
@@ -228,7 +283,9 @@ export function libpqConnectionString(url: string): string {
 }
 
 /** Size and estimated rows of every client schema on a shard, in one catalog-statistics query. */
-export async function clientSchemaSizes(db: Database): Promise<Map<string, { bytes: number; rows: number }>> {
+export async function clientSchemaSizes(
+  db: Database,
+): Promise<Map<string, { bytes: number; rows: number }>> {
   const res = await db.query<{ schema: string; bytes: string | null; rows: string | null }>(
     `SELECT n.nspname AS schema, sum(pg_catalog.pg_total_relation_size(c.oid)) AS bytes,
             sum(GREATEST(c.reltuples, 0)) FILTER (WHERE c.relkind = 'r') AS rows
@@ -237,6 +294,9 @@ export async function clientSchemaSizes(db: Database): Promise<Map<string, { byt
      GROUP BY n.nspname`,
   );
   return new Map(
-    res.rows.map((r) => [r.schema, { bytes: Number(r.bytes ?? 0), rows: Math.round(Number(r.rows ?? 0)) }]),
+    res.rows.map((r) => [
+      r.schema,
+      { bytes: Number(r.bytes ?? 0), rows: Math.round(Number(r.rows ?? 0)) },
+    ]),
   );
 }

@@ -48,7 +48,9 @@ export class SharedStore {
         source text NOT NULL DEFAULT '',
         updated_at timestamptz NOT NULL DEFAULT date_trunc('milliseconds', now()),
         PRIMARY KEY (industry, metric))`);
-      await tx.query(`CREATE INDEX IF NOT EXISTS benchmarks_metric_idx ON shared.benchmarks (metric, industry)`);
+      await tx.query(
+        `CREATE INDEX IF NOT EXISTS benchmarks_metric_idx ON shared.benchmarks (metric, industry)`,
+      );
       await tx.query(`CREATE TABLE IF NOT EXISTS shared.knowledge_entries (
         id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
         topic text NOT NULL,
@@ -79,7 +81,11 @@ export class SharedStore {
     return res.rows[0]!;
   }
 
-  async getBenchmark(industry: string, metric: string, signal?: AbortSignal): Promise<BenchmarkRecord | undefined> {
+  async getBenchmark(
+    industry: string,
+    metric: string,
+    signal?: AbortSignal,
+  ): Promise<BenchmarkRecord | undefined> {
     const res = await this.#db.query<BenchmarkRecord>(
       `SELECT ${BENCHMARK_COLUMNS} FROM shared.benchmarks WHERE industry = $1 AND metric = $2`,
       [industry, metric],
@@ -127,7 +133,13 @@ export class SharedStore {
        WHERE ($1::text IS NULL OR topic = $1) AND ($2::text IS NULL OR agent = $2)
          AND ($3::timestamptz IS NULL OR (created_at, id) < ($3, $4::uuid))
        ORDER BY created_at DESC, id DESC LIMIT $5`,
-      [q.topic ?? null, q.agent ?? null, q.before?.createdAt ?? null, q.before?.id ?? null, q.limit],
+      [
+        q.topic ?? null,
+        q.agent ?? null,
+        q.before?.createdAt ?? null,
+        q.before?.id ?? null,
+        q.limit,
+      ],
       signal,
     );
     return res.rows;

@@ -56,7 +56,10 @@ describe('the gateway as npm start runs it (embedded PostgreSQL)', () => {
     const c2 = createShardgateClient({ address: second.address });
     const { tenant } = await c2.tenants.getTenant({ clientId });
     expect(tenant?.status).toBe(TenantStatus.TENANT_STATUS_ACTIVE);
-    expect((await c2.state.getState({ clientId })).state).toMatchObject({ document: { kept: true }, version: 1 });
+    expect((await c2.state.getState({ clientId })).state).toMatchObject({
+      document: { kept: true },
+      version: 1,
+    });
     c2.close();
     await second.stop();
   }, 120_000);

@@ -23,13 +23,19 @@ async function leftovers(url: string): Promise<{ pubs: number; subs: number; slo
     return {
       pubs: await one(`SELECT count(*) AS n FROM pg_publication WHERE pubname LIKE 'sg_move_%'`),
       subs: await one(`SELECT count(*) AS n FROM pg_subscription WHERE subname LIKE 'sg_move_%'`),
-      slots: await one(`SELECT count(*) AS n FROM pg_replication_slots WHERE slot_name LIKE 'sg_move_%'`),
+      slots: await one(
+        `SELECT count(*) AS n FROM pg_replication_slots WHERE slot_name LIKE 'sg_move_%'`,
+      ),
     };
   });
 }
 
 async function schemaOn(url: string, schema: string): Promise<boolean> {
-  return withPg(url, async (c) => (await c.query('SELECT 1 FROM pg_namespace WHERE nspname = $1', [schema])).rowCount === 1);
+  return withPg(
+    url,
+    async (c) =>
+      (await c.query('SELECT 1 FROM pg_namespace WHERE nspname = $1', [schema])).rowCount === 1,
+  );
 }
 
 describe('MoveTenant', () => {
@@ -54,7 +60,13 @@ describe('MoveTenant', () => {
     for (let i = 0; i < 25; i++) {
       await gw.client.appointments.createAppointment({
         clientId,
-        appointment: { id: '', clientPhone: '555-0100', scheduledAt: new Date(1_800_000_000_000 + i), serviceType: 'tune-up', status: 0 },
+        appointment: {
+          id: '',
+          clientPhone: '555-0100',
+          scheduledAt: new Date(1_800_000_000_000 + i),
+          serviceType: 'tune-up',
+          status: 0,
+        },
       });
     }
     await gw.client.state.putState({ clientId, document: { season: 'winter' } });
@@ -63,7 +75,9 @@ describe('MoveTenant', () => {
     const last = progress.at(-1)!;
     expect(last.state).toBe(MoveState.MOVE_STATE_SUCCEEDED);
     expect(last.phase).toBe(MovePhase.MOVE_PHASE_DONE);
-    expect(progress.map((m) => m.phase)).toEqual(expect.arrayContaining([MovePhase.MOVE_PHASE_COPYING, MovePhase.MOVE_PHASE_CUTOVER]));
+    expect(progress.map((m) => m.phase)).toEqual(
+      expect.arrayContaining([MovePhase.MOVE_PHASE_COPYING, MovePhase.MOVE_PHASE_CUTOVER]),
+    );
     expect(last.writePauseMs).toBeGreaterThanOrEqual(0);
 
     const located = await gw.client.admin.locate({ clientId });
@@ -87,6 +101,8 @@ describe('MoveTenant', () => {
     const { tenant } = await gw.client.tenants.createTenant({ clientId });
     expect(await statusOf(moveTo(gw, clientId, tenant!.shard))).toBe(Status.FAILED_PRECONDITION);
     expect(await statusOf(moveTo(gw, clientId, 'no-such-shard'))).toBe(Status.NOT_FOUND);
-    expect(await statusOf(moveTo(gw, freshClientId('ghost'), tenant!.shard))).toBe(Status.NOT_FOUND);
+    expect(await statusOf(moveTo(gw, freshClientId('ghost'), tenant!.shard))).toBe(
+      Status.NOT_FOUND,
+    );
   });
 });

@@ -1,6 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TenantStatus } from '../../src/gen/shardgate/v1/tenant.js';
-import { createTestTopology, freshClientId, startTestGateway, type TestGateway } from '../support/harness.js';
+import {
+  createTestTopology,
+  freshClientId,
+  startTestGateway,
+  type TestGateway,
+} from '../support/harness.js';
 
 describe('smoke', () => {
   let gw: TestGateway;

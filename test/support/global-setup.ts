@@ -24,7 +24,11 @@ export async function freePort(): Promise<number> {
     srv.once('error', reject);
     srv.listen(0, '127.0.0.1', () => {
       const address = srv.address();
-      srv.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
+      srv.close(() =>
+        typeof address === 'object' && address
+          ? resolve(address.port)
+          : reject(new Error('no port')),
+      );
     });
   });
 }
@@ -37,7 +41,12 @@ export default async function setup(project: TestProject): Promise<() => Promise
   try {
     for (const name of ['catalog', 'shard-a', 'shard-b', 'shard-c']) {
       servers.push(
-        await EmbeddedServer.start({ dataDir: join(dir, name), port: await freePort(), persistent: false, databases: [] }),
+        await EmbeddedServer.start({
+          dataDir: join(dir, name),
+          port: await freePort(),
+          persistent: false,
+          databases: [],
+        }),
       );
     }
   } catch (err) {

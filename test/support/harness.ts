@@ -51,7 +51,11 @@ export async function createTestTopology(shardCount = 2): Promise<TestTopology> 
   const shards = [];
   for (let i = 0; i < shardCount; i++) {
     const server = shardServers[i % shardServers.length]!;
-    shards.push({ name: `shard-${i + 1}`, url: await createDatabase(server.adminUrl, `t_${id}_s${i + 1}`), weight: 100 });
+    shards.push({
+      name: `shard-${i + 1}`,
+      url: await createDatabase(server.adminUrl, `t_${id}_s${i + 1}`),
+      weight: 100,
+    });
   }
   return { catalogUrl, shards };
 }
@@ -111,7 +115,9 @@ export async function statusOf(promise: Promise<unknown>): Promise<number> {
 }
 
 /** Like statusOf, but also returns the status details (message). */
-export async function errorOf(promise: Promise<unknown>): Promise<{ code: number; details: string }> {
+export async function errorOf(
+  promise: Promise<unknown>,
+): Promise<{ code: number; details: string }> {
   try {
     await promise;
   } catch (err) {

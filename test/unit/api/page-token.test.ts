@@ -26,10 +26,11 @@ describe('page tokens', () => {
     expect(invalid(() => decodePageToken(token, ['other']))).toBe(true);
   });
 
-  it.each([['not base64 json'], ['e30'], [Buffer.from('{"f":"x","c":[{}]}').toString('base64url')]])(
-    'rejects garbage %s',
-    (token) => {
-      expect(invalid(() => decodePageToken(token, []))).toBe(true);
-    },
-  );
+  it.each([
+    ['not base64 json'],
+    ['e30'],
+    [Buffer.from('{"f":"x","c":[{}]}').toString('base64url')],
+  ])('rejects garbage %s', (token) => {
+    expect(invalid(() => decodePageToken(token, []))).toBe(true);
+  });
 });

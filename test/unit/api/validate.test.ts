@@ -43,7 +43,9 @@ describe('validate', () => {
   });
 
   it('checks UUIDs, phones and timestamps', () => {
-    expect(v.uuid('0b8a3f2e-7c1d-4e5f-9a6b-1c2d3e4f5a6b')).toBe('0b8a3f2e-7c1d-4e5f-9a6b-1c2d3e4f5a6b');
+    expect(v.uuid('0b8a3f2e-7c1d-4e5f-9a6b-1c2d3e4f5a6b')).toBe(
+      '0b8a3f2e-7c1d-4e5f-9a6b-1c2d3e4f5a6b',
+    );
     expect(invalid(() => v.uuid("1' OR '1'='1"))).toBe(true);
     expect(v.phone('+1 (555) 010-2030')).toBe('+1 (555) 010-2030');
     expect(invalid(() => v.phone('call me'))).toBe(true);

@@ -17,7 +17,10 @@ describe('loadConfig', () => {
 
   it('reads shards from SHARDGATE_SHARDS with optional weights, env over file', () => {
     const dir = emptyDir();
-    writeFileSync(join(dir, 'shardgate.config.json'), JSON.stringify({ listen: '0.0.0.0:1', logLevel: 'warn' }));
+    writeFileSync(
+      join(dir, 'shardgate.config.json'),
+      JSON.stringify({ listen: '0.0.0.0:1', logLevel: 'warn' }),
+    );
     const config = loadConfig(
       {
         SHARDGATE_LISTEN: '127.0.0.1:6000',
@@ -36,7 +39,10 @@ describe('loadConfig', () => {
 
   it('names every bad option in one clear error', () => {
     const dir = emptyDir();
-    writeFileSync(join(dir, 'shardgate.config.json'), JSON.stringify({ pool: { max: 0 }, bogus: 1 }));
+    writeFileSync(
+      join(dir, 'shardgate.config.json'),
+      JSON.stringify({ pool: { max: 0 }, bogus: 1 }),
+    );
     let message = '';
     try {
       loadConfig({ SHARDGATE_CATALOG_URL: 'mysql://x' }, dir);
@@ -50,7 +56,11 @@ describe('loadConfig', () => {
   });
 
   it('refuses a SHARDGATE_CONFIG that does not exist and a non-numeric port', () => {
-    expect(() => loadConfig({ SHARDGATE_CONFIG: '/nonexistent/x.json' }, emptyDir())).toThrow(ConfigError);
-    expect(() => loadConfig({ SHARDGATE_EMBEDDED_PORT: 'abc' }, emptyDir())).toThrow(/SHARDGATE_EMBEDDED_PORT/);
+    expect(() => loadConfig({ SHARDGATE_CONFIG: '/nonexistent/x.json' }, emptyDir())).toThrow(
+      ConfigError,
+    );
+    expect(() => loadConfig({ SHARDGATE_EMBEDDED_PORT: 'abc' }, emptyDir())).toThrow(
+      /SHARDGATE_EMBEDDED_PORT/,
+    );
   });
 });

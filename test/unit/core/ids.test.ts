@@ -9,15 +9,12 @@ import {
 } from '../../../src/core/ids.js';
 
 describe('parseClientId', () => {
-  it.each([
-    ['acme-hvac'],
-    ['a'],
-    ['0'],
-    ['smith-plumbing-2'],
-    ['a'.repeat(MAX_CLIENT_ID_LENGTH)],
-  ])('accepts %s', (id) => {
-    expect(parseClientId(id)).toBe(id);
-  });
+  it.each([['acme-hvac'], ['a'], ['0'], ['smith-plumbing-2'], ['a'.repeat(MAX_CLIENT_ID_LENGTH)]])(
+    'accepts %s',
+    (id) => {
+      expect(parseClientId(id)).toBe(id);
+    },
+  );
 
   it.each([
     [''],

@@ -24,9 +24,15 @@ describe('ShardRing', () => {
   });
 
   it('moves about 1/(N+1) of the clients when a shard joins N equal shards, all to the new one', () => {
-    const three = placements(new ShardRing([member('shard-1'), member('shard-2'), member('shard-3')], 64, 1));
+    const three = placements(
+      new ShardRing([member('shard-1'), member('shard-2'), member('shard-3')], 64, 1),
+    );
     const four = placements(
-      new ShardRing([member('shard-1'), member('shard-2'), member('shard-3'), member('shard-4')], 64, 2),
+      new ShardRing(
+        [member('shard-1'), member('shard-2'), member('shard-3'), member('shard-4')],
+        64,
+        2,
+      ),
     );
     const moved = ids.filter((id) => three.get(id) !== four.get(id));
     expect(moved.every((id) => four.get(id) === 'shard-4')).toBe(true);
