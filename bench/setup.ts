@@ -27,12 +27,14 @@ export interface BenchCluster {
 export async function startBenchCluster(
   shardCount: number,
   cleanup: Cleanup,
+  /** Keep each server's data across EmbeddedServer.restart (the temp directory still goes). */
+  persistent = false,
 ): Promise<BenchCluster> {
   const dataDir = await mkdtemp(join(tmpdir(), 'shardgate-bench-'));
   cleanup.add('remove the temp directory', () => rm(dataDir, { recursive: true, force: true }));
   await chmod(dataDir, 0o755);
   const basePort = await findFreePortRange(shardCount + 1);
-  const cluster = await startEmbeddedCluster({ dataDir, basePort, shardCount, persistent: false });
+  const cluster = await startEmbeddedCluster({ dataDir, basePort, shardCount, persistent });
   cleanup.add('stop embedded PostgreSQL', () => cluster.stop());
   return { cluster, dataDir };
 }

@@ -40,8 +40,13 @@ const postgresFlags = [
   ['unix_socket_directories', ''],
   // Logical replication (shard moves) needs these.
   ['wal_level', 'logical'],
-  ['max_replication_slots', '20'],
-  ['max_wal_senders', '20'],
+  // Moves replicate between shard servers: each running move holds a slot and a WAL sender on its
+  // source (plus up to two temporary ones while tables sync) and an apply worker plus up to two
+  // table-sync workers on its target; 16 concurrent moves onto one server need ~48 workers.
+  ['max_replication_slots', '64'],
+  ['max_wal_senders', '64'],
+  ['max_logical_replication_workers', '48'],
+  ['max_worker_processes', '64'],
   ['max_connections', '300'],
 ].flatMap(([name, value]) => ['-c', `${name}=${value}`]);
 

@@ -17,6 +17,8 @@ import { trySessionLock, type SessionLock } from '../pg/session-lock.js';
 import { ensureClientSchema } from '../shards/client-schema.js';
 import * as repl from '../shards/replication.js';
 import type { ShardPools } from '../shards/shard-pools.js';
+import { checkMoveTarget } from './move-target.js';
+import { SubscriptionGate } from './subscription-gate.js';
 
 /** Tuning of the move protocol; defaults are set in the TenantMover constructor. */
 export interface MoverOptions {
@@ -64,8 +66,7 @@ export class TenantMover extends EventEmitter {
   readonly #running = new Map<string, Promise<MoveRecord>>();
   /** Moves being journaled by `start`: recovery must not mistake them for orphans. */
   readonly #starting = new Set<string>();
-  /** Per target server: the tail of this process's queue of subscriptions waiting for workers. */
-  readonly #subscribing = new Map<string, Promise<void>>();
+  readonly #gate: SubscriptionGate;
 
   constructor(deps: MoverDeps, options: MoverOptions = {}) {
     super();
@@ -74,6 +75,7 @@ export class TenantMover extends EventEmitter {
     this.#pollMs = options.pollMs ?? 50;
     this.#copyTimeoutMs = options.copyTimeoutMs ?? 30 * 60_000;
     this.#cutoverTimeoutMs = options.cutoverTimeoutMs ?? 5_000;
+    this.#gate = new SubscriptionGate(this.#pollMs);
   }
 
   /** Journals a move and runs it in the background; resolves with the journaled record. */
@@ -96,9 +98,7 @@ export class TenantMover extends EventEmitter {
         `client '${req.clientId}' already lives on '${req.target}'`,
       );
     }
-    if (!this.#deps.pools.has(req.target)) {
-      throw new ShardgateError('not-found', `shard '${req.target}' does not exist`);
-    }
+    await checkMoveTarget(this.#deps, tenant.shard, req.target);
     // The lock is taken before the row exists, so no recovering process (here or in another
     // gateway) can see the new move without its lock held and roll it back as an orphan.
     const id = randomUUID();
@@ -308,41 +308,22 @@ export class TenantMover extends EventEmitter {
     return this.#step(move, { state, ...(error === null ? {} : { error }) });
   }
 
-  /**
-   * Creates the subscription once the target's server has logical replication workers for it:
-   * one apply worker plus its table-sync workers. Subscriptions beyond that would hold every
-   * worker slot with apply workers, and their initial copies would wait on one another for
-   * minutes (max_logical_replication_workers is 4 by default). Within this process, one
-   * subscription at a time per server is checked and created, so two moves cannot both take the
-   * last room.
-   */
+  /** Subscribes the target once its server has replication workers for this move. */
   async #subscribe(
     move: MoveRecord,
     source: Database,
     target: Database,
     name: string,
   ): Promise<MoveRecord> {
-    const server = new URL(this.#deps.pools.urlOf(move.targetShard)).host;
-    const previous = this.#subscribing.get(server) ?? Promise.resolve();
-    let release!: () => void;
-    const turn = new Promise<void>((r) => (release = r));
-    const tail = previous.then(() => turn);
-    this.#subscribing.set(server, tail);
-    try {
-      await previous;
-      const deadline = Date.now() + this.#copyTimeoutMs;
-      for (let polls = 1; !(await repl.hasSubscriptionRoom(target)); polls++) {
-        if (Date.now() > deadline)
-          throw new Error('the target server had no replication workers free in time');
-        if (polls % 10 === 0) move = await this.#step(move, {});
-        await new Promise((r) => setTimeout(r, this.#pollMs));
-      }
-      await repl.createSubscription(target, name, source, this.#deps.pools.urlOf(move.sourceShard));
-      return move;
-    } finally {
-      release();
-      if (this.#subscribing.get(server) === tail) this.#subscribing.delete(server);
-    }
+    const sourceUrl = this.#deps.pools.urlOf(move.sourceShard);
+    await this.#gate.admit({
+      server: new URL(this.#deps.pools.urlOf(move.targetShard)).host,
+      target,
+      deadline: Date.now() + this.#copyTimeoutMs,
+      onWait: async () => void (move = await this.#step(move, {})),
+      create: () => repl.createSubscription(target, name, source, sourceUrl),
+    });
+    return move;
   }
 
   async #waitApplied(

@@ -65,18 +65,33 @@ async function createSlot(source: Database, name: string): Promise<void> {
 }
 
 /**
- * True when the target's server has logical replication workers left for one more subscription:
- * its apply worker and its table-sync workers. Counts every enabled subscription of the server
- * (pg_subscription is shared by its databases). A lone subscription is always let in.
+ * True when the target's server has logical replication workers left for one more move's
+ * subscription: its apply worker and its table-sync workers, after every other enabled
+ * subscription's apply worker (pg_subscription is shared by the server's databases). A move
+ * alone on its server is always let in.
  */
 export async function hasSubscriptionRoom(target: Database): Promise<boolean> {
-  const res = await target.query<{ workers: number; sync: number; subs: number }>(
+  const res = await target.query<{ workers: number; sync: number; moves: number; subs: number }>(
     `SELECT current_setting('max_logical_replication_workers')::int AS workers,
             current_setting('max_sync_workers_per_subscription')::int AS sync,
-            (SELECT count(*) FROM pg_catalog.pg_subscription WHERE subenabled)::int AS subs`,
+            (count(*) FILTER (WHERE subname LIKE 'sg\\_move\\_%'))::int AS moves,
+            count(*)::int AS subs
+     FROM pg_catalog.pg_subscription WHERE subenabled`,
   );
-  const { workers, sync, subs } = res.rows[0]!;
-  return subs === 0 || (subs + 1) * (1 + sync) <= workers;
+  const { workers, sync, moves, subs } = res.rows[0]!;
+  return moves === 0 || (moves + 1) * (1 + sync) <= workers - (subs - moves);
+}
+
+/**
+ * Which database this is, whatever URL reached it: its server's system identifier and its name.
+ * Two shard names may point at one database; a move between them must be refused.
+ */
+export async function databaseIdentity(db: Database): Promise<string> {
+  const res = await db.query<{ id: string }>(
+    `SELECT (SELECT system_identifier FROM pg_catalog.pg_control_system())::text || '/' ||
+            pg_catalog.current_database() AS id`,
+  );
+  return res.rows[0]!.id;
 }
 
 /** Tables of the subscription and how many have finished their initial copy. */
