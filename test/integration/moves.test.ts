@@ -22,9 +22,11 @@ async function leftovers(url: string): Promise<{ pubs: number; subs: number; slo
     const one = async (sql: string): Promise<number> => Number((await c.query(sql)).rows[0].n);
     return {
       pubs: await one(`SELECT count(*) AS n FROM pg_publication WHERE pubname LIKE 'sg_move_%'`),
-      subs: await one(`SELECT count(*) AS n FROM pg_subscription WHERE subname LIKE 'sg_move_%'`),
+      subs: await one(
+        `SELECT count(*) AS n FROM pg_subscription WHERE subname LIKE 'sg_move_%' AND subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())`,
+      ),
       slots: await one(
-        `SELECT count(*) AS n FROM pg_replication_slots WHERE slot_name LIKE 'sg_move_%'`,
+        `SELECT count(*) AS n FROM pg_replication_slots WHERE slot_name LIKE 'sg_move_%' AND database = current_database()`,
       ),
     };
   });
