@@ -10,6 +10,7 @@ export type FailAction = 'crash' | 'error';
  */
 export class Failpoints {
   readonly #armed = new Map<string, FailAction>();
+  readonly #holds = new Map<string, { reach: () => void; released: Promise<void> }>();
 
   static fromEnv(raw: string | undefined): Failpoints {
     const fp = new Failpoints();
@@ -28,8 +29,27 @@ export class Failpoints {
     this.#armed.delete(name);
   }
 
-  /** Crashes the process (as a kill would) or throws, if `name` is armed. */
-  hit(name: string): void {
+  /**
+   * Makes the next hit of `name` wait until `release` is called, so a test can act at exactly
+   * that step (e.g. start a competing writer) before the job goes on. In-process only.
+   */
+  hold(name: string): { reached: Promise<void>; release: () => void } {
+    let reach!: () => void;
+    let release!: () => void;
+    const reached = new Promise<void>((r) => (reach = r));
+    const released = new Promise<void>((r) => (release = r));
+    this.#holds.set(name, { reach, released });
+    return { reached, release };
+  }
+
+  /** Crashes the process (as a kill would), throws, or waits for a hold, if `name` is armed. */
+  async hit(name: string): Promise<void> {
+    const hold = this.#holds.get(name);
+    if (hold) {
+      this.#holds.delete(name);
+      hold.reach();
+      await hold.released;
+    }
     const action = this.#armed.get(name);
     if (action === 'crash') {
       process.stderr.write(`failpoint ${name}: crashing\n`);

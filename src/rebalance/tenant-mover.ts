@@ -15,6 +15,7 @@ import { schemaNameFor, type ClientId, type ShardName } from '../core/ids.js';
 import type { Database } from '../pg/database.js';
 import { trySessionLock, type SessionLock } from '../pg/session-lock.js';
 import { ensureClientSchema } from '../shards/client-schema.js';
+import * as verify from '../shards/move-verification.js';
 import * as repl from '../shards/replication.js';
 import type { ShardPools } from '../shards/shard-pools.js';
 import { checkMoveTarget } from './move-target.js';
@@ -231,16 +232,25 @@ export class TenantMover extends EventEmitter {
     return this.#step(move, { rowsCopied: await totalRows(target, schema) });
   }
 
-  /** Lets replication drain the changes made during the copy, so the cutover has little to wait for. */
+  /**
+   * Lets replication drain the changes made during the copy and starts recording the keys of rows
+   * written from now on; then compares, still without pausing anyone, every row not written since.
+   * The cutover only has the recorded rows left to compare, so its pause does not grow with size.
+   */
   async #catchUp(move: MoveRecord): Promise<MoveRecord> {
     move = await this.#step(move, { phase: 'catching_up' });
     const { source, target, name, schema } = this.#ends(move);
+    await verify.installChangeTracking(source, schema, move.id);
     await this.#waitApplied(
       target,
       name,
       await repl.writeMarker(source, schema),
       this.#copyTimeoutMs,
     );
+    const differing = await verify.verifyUnchangedRows(source, target, schema, move.id);
+    if (differing.length > 0) {
+      throw new Error(`verification failed: table(s) ${differing.join(', ')} differ`);
+    }
     return move;
   }
 
@@ -249,7 +259,7 @@ export class TenantMover extends EventEmitter {
     const { source, target, schema, name } = this.#ends(move);
     const pausedAt = performance.now();
     await this.#deps.catalog.setWritesPaused(move.clientId, true);
-    this.#deps.failpoints.hit('move.cutover.paused');
+    await this.#deps.failpoints.hit('move.cutover.paused');
     await repl.installFence(source, schema);
     await this.#waitApplied(
       target,
@@ -257,22 +267,19 @@ export class TenantMover extends EventEmitter {
       await repl.writeMarker(source, schema),
       this.#cutoverTimeoutMs,
     );
-    this.#deps.failpoints.hit('move.cutover.caught-up');
-    const [a, b] = await Promise.all([
-      repl.checksums(source, schema),
-      repl.checksums(target, schema),
-    ]);
-    const differing = [...new Set([...a.keys(), ...b.keys()])].filter((t) => a.get(t) !== b.get(t));
-    if (differing.length > 0)
+    await this.#deps.failpoints.hit('move.cutover.caught-up');
+    const differing = await verify.verifyChangedRows(source, target, schema, move.id);
+    if (differing.length > 0) {
       throw new Error(`verification failed: table(s) ${differing.join(', ')} differ`);
-    this.#deps.failpoints.hit('move.cutover.verified');
+    }
+    await this.#deps.failpoints.hit('move.cutover.verified');
     const pauseMs = Math.round(performance.now() - pausedAt);
     if (!(await this.#deps.journal.flip(move, pauseMs))) {
       if ((await this.#load(move.id)).cancelRequested) throw new Cancelled();
       throw new Error('the client is no longer on the source shard; nothing was flipped');
     }
     this.#deps.log.info({ moveId: move.id, clientId: move.clientId, pauseMs }, 'move flipped');
-    this.#deps.failpoints.hit('move.flipped');
+    await this.#deps.failpoints.hit('move.flipped');
     return this.#emit(await this.#load(move.id));
   }
 
@@ -282,6 +289,7 @@ export class TenantMover extends EventEmitter {
     await repl.dropSubscription(target, name);
     await repl.dropPublication(source, name);
     await repl.dropSlot(source, name);
+    await verify.removeChangeTracking(source, schema, move.id);
     await repl.dropSchema(source, schema);
     return this.#step(move, { phase: 'done', state: 'succeeded' });
   }
@@ -301,6 +309,7 @@ export class TenantMover extends EventEmitter {
     await repl.dropPublication(source, name);
     await repl.dropSlot(source, name);
     if (tenant?.shard === move.sourceShard) {
+      await verify.removeChangeTracking(source, schema, move.id);
       await repl.removeFence(source, schema);
       await this.#deps.catalog.setWritesPaused(move.clientId, false);
       await repl.dropSchema(target, schema);
@@ -342,7 +351,7 @@ export class TenantMover extends EventEmitter {
   /** Journals a change (before the work it names), checks for cancellation, reports progress. */
   async #step(move: MoveRecord, update: MoveUpdate): Promise<MoveRecord> {
     const next = await this.#deps.journal.update(move.id, update);
-    if (update.phase) this.#deps.failpoints.hit(`move.${update.phase}`);
+    if (update.phase) await this.#deps.failpoints.hit(`move.${update.phase}`);
     this.#emit(next);
     if (next.state === 'running' && next.cancelRequested && BEFORE_FLIP.includes(next.phase)) {
       throw new Cancelled();

@@ -197,34 +197,6 @@ export async function appliedPast(target: Database, name: string, lsn: string): 
   return res.rows[0]?.done === true;
 }
 
-/**
- * Row count and an order-independent content digest of every table in the schema: the XOR and the
- * sum of a 64-bit and a 32-bit hash of each row's text. No sort and no large string, so it costs
- * one sequential scan per table (primary keys make every row distinct, so XOR cannot cancel).
- */
-export async function checksums(db: Database, schema: string): Promise<Map<string, string>> {
-  const tables = await tablesOf(db, schema);
-  return db.transaction(undefined, async (tx) => {
-    await tx.query(`SET LOCAL TimeZone = 'UTC'`);
-    await tx.query(`SET LOCAL DateStyle = 'ISO'`);
-    await tx.query(`SET LOCAL extra_float_digits = 3`);
-    const out = new Map<string, string>();
-    if (tables.length === 0) return out;
-    const res = await tx.query<{ t: string; n: string; x: string | null; s: string | null }>(
-      tables
-        .map(
-          (t) => `SELECT ${lit(t)} AS t, count(*) AS n,
-            bit_xor(pg_catalog.hashtextextended(r::text, 0)) AS x,
-            sum(pg_catalog.hashtext(r::text)::int8) AS s
-          FROM ${q(schema)}.${q(t)} r`,
-        )
-        .join(' UNION ALL '),
-    );
-    for (const r of res.rows) out.set(r.t, `${r.n}:${r.x ?? 0}:${r.s ?? 0}`);
-    return out;
-  });
-}
-
 /** Drops the subscription (and its slot on the source when the source answers). */
 export async function dropSubscription(target: Database, name: string): Promise<void> {
   const exists = await target.query('SELECT 1 FROM pg_catalog.pg_subscription WHERE subname = $1', [

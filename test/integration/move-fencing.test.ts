@@ -186,9 +186,23 @@ describe('fencing: no write lands on a copy the client is leaving', () => {
     };
   }
 
-  /** Starts a move through `gw` and returns once the client's writes are paused and gw knows it. */
-  async function moveUntilPaused(c: { clientId: string }, target: string) {
+  /**
+   * Starts a move through `gw`, runs `beforePause` when the move reaches its cutover (held there by
+   * a failpoint), and returns once the client's writes are paused and gw knows it.
+   */
+  async function moveUntilPaused(
+    c: { clientId: string },
+    target: string,
+    beforePause: () => Promise<void>,
+  ) {
+    const gate = failpoints.hold('move.cutover');
     const moving = tracked(moveTo(gw.client, c.clientId, target));
+    await gate.reached;
+    try {
+      await beforePause();
+    } finally {
+      gate.release();
+    }
     await eventually(async () => {
       const p = (await catalogPlacements(topology.catalogUrl)).find(
         (x) => x.clientId === c.clientId,
@@ -204,12 +218,16 @@ describe('fencing: no write lands on a copy the client is leaving', () => {
 
   it('writes made while writes are paused wait and then succeed on the new shard; reads go on meanwhile', async () => {
     const c = await seeded();
-    const hold = await holdTable(shardUrl(topology, c.source), c.schema, 'handoffs');
+    let hold: { release(): Promise<void> } | undefined;
     let moving: ReturnType<typeof tracked<Awaited<ReturnType<typeof moveTo>>>>;
     const started = performance.now();
     let writes: ReturnType<typeof tracked<unknown[]>>;
     try {
-      moving = await moveUntilPaused(c, c.target);
+      // A writer holding the source table makes the fence (CREATE TRIGGER) wait: the move sits in
+      // its cutover with writes paused.
+      moving = await moveUntilPaused(c, c.target, async () => {
+        hold = await holdTable(shardUrl(topology, c.source), c.schema, 'handoffs');
+      });
       const sentAt = performance.now();
       writes = tracked(
         Promise.all([
@@ -242,7 +260,7 @@ describe('fencing: no write lands on a copy the client is leaving', () => {
       await sleep(500);
       expect(writes.settled()).toBe(false);
     } finally {
-      await hold.release();
+      await hold?.release();
     }
     const progress = await moving.promise;
     const last = progress.at(-1)!;
@@ -267,16 +285,18 @@ describe('fencing: no write lands on a copy the client is leaving', () => {
   it('writes held by a cutover that then fails resume on the source, without an error', async () => {
     const c = await seeded();
     failpoints.arm('move.cutover.verified', 'error');
-    const hold = await holdTable(shardUrl(topology, c.source), c.schema, 'handoffs');
+    let hold: { release(): Promise<void> } | undefined;
     let moving: ReturnType<typeof tracked<Awaited<ReturnType<typeof moveTo>>>>;
     let write: ReturnType<typeof tracked<unknown>>;
     try {
-      moving = await moveUntilPaused(c, c.target);
+      moving = await moveUntilPaused(c, c.target, async () => {
+        hold = await holdTable(shardUrl(topology, c.source), c.schema, 'handoffs');
+      });
       write = tracked(gw.client.appointments.createAppointment(appointmentInput(c.clientId, 1)));
       await sleep(300);
       expect(write.settled()).toBe(false);
     } finally {
-      await hold.release();
+      await hold?.release();
     }
     try {
       expect((await moving.promise).at(-1)?.state).toBe(MoveState.MOVE_STATE_FAILED);

@@ -306,18 +306,68 @@ describe('moves that crash or fail at each step', () => {
     ).toBe(Status.NOT_FOUND);
   });
 
+  it.each([
+    ['a row the target has and the source does not (checked before the pause)', 'move.catching_up'],
+    ['a changed row that differs (checked inside the pause)', 'move.cutover'],
+  ])('a copy that differs from the source fails verification: %s', async (_name, point) => {
+    const c = await seededClient('verify');
+    const gate = failpoints.hold(point);
+    const moving = moveTo(gw.client, c.clientId, c.target);
+    await gate.reached;
+    const target = shardUrl(topology, c.target);
+    if (point === 'move.catching_up') {
+      // Behind replication's back: a row only the target has.
+      await withPg(target, (db) =>
+        db.query(
+          `INSERT INTO "${c.schema}".handoffs (from_agent, to_agent, version, summary) VALUES ('x', 'y', 0, '{}')`,
+        ),
+      );
+    } else {
+      // A row changed during the move (so checked inside the pause), then lost on the target.
+      const [first] = (
+        await gw.client.appointments.listAppointments({ clientId: c.clientId, pageSize: 1 })
+      ).appointments;
+      await gw.client.appointments.updateAppointment({
+        clientId: c.clientId,
+        appointment: { ...first!, serviceType: 'changed-during-move' },
+        updateMask: ['service_type'],
+      });
+      await eventually(async () => {
+        const found = await withPg(target, (db) =>
+          db.query(
+            `SELECT 1 FROM "${c.schema}".appointments WHERE service_type = 'changed-during-move'`,
+          ),
+        );
+        expect(found.rowCount).toBe(1);
+      });
+      await withPg(target, (db) =>
+        db.query(`DELETE FROM "${c.schema}".appointments WHERE id = $1`, [first!.id]),
+      );
+    }
+    gate.release();
+    const last = (await moving).at(-1)!;
+    expect(last.state).toBe(MoveState.MOVE_STATE_FAILED);
+    expect(last.error).toContain('verification failed');
+    await expectServedFrom(c, c.source, 'verify');
+    expect(await strayState(topology.catalogUrl, topology.shards)).toEqual([]);
+  });
+
   it('CancelMove accepted during the cutover is honoured: the flip is refused and the move is CANCELLED', async () => {
     // Regression: a cancel that arrived after the cutover began was acknowledged, then ignored —
     // the move flipped and SUCCEEDED.
     const c = await seededClient('cancel-cutover');
     // A writer holding the source's appointments table: the fence (CREATE TRIGGER) waits for it,
-    // so the move sits in its cutover with writes paused.
+    // so the move sits in its cutover with writes paused. The failpoint hold lets the writer take
+    // the table only once the move reached its cutover (earlier steps create triggers too).
     const holder = new pg.Client({ connectionString: shardUrl(topology, c.source) });
     await holder.connect();
     try {
+      const gate = failpoints.hold('move.cutover');
+      const moving = moveTo(gw.client, c.clientId, c.target);
+      await gate.reached;
       await holder.query('BEGIN');
       await holder.query(`LOCK TABLE "${c.schema}".appointments IN ROW EXCLUSIVE MODE`);
-      const moving = moveTo(gw.client, c.clientId, c.target);
+      gate.release();
       const id = await eventually(async () => {
         const { moves } = await gw.client.admin.listMoves({
           clientId: c.clientId,
