@@ -14,6 +14,7 @@ import { TenantMover } from './rebalance/tenant-mover.js';
 import { Router, type Placement } from './router/router.js';
 import { quoteSchema } from './shards/client-schema.js';
 import { HandoffFeed } from './shards/handoff-feed.js';
+import { databaseIdentity } from './shards/replication.js';
 import { ShardPools } from './shards/shard-pools.js';
 import { SharedStore } from './shared-db/shared-store.js';
 
@@ -144,9 +145,14 @@ export async function startGateway(
 }
 
 /** How often a gateway looks for moves whose process died. */
-const MOVE_RECOVERY_INTERVAL_MS = 10_000;
+const MOVE_RECOVERY_INTERVAL_MS = 3_000;
 
-async function probeShard(url: string, config: GatewayConfig, signal: AbortSignal): Promise<void> {
+/** Connects to a would-be shard; returns which database it is (UNAVAILABLE when it does not answer). */
+async function probeShard(
+  url: string,
+  config: GatewayConfig,
+  signal: AbortSignal,
+): Promise<string> {
   const db = new Database({
     ...config.pool,
     max: 1,
@@ -155,7 +161,7 @@ async function probeShard(url: string, config: GatewayConfig, signal: AbortSigna
     onError: () => undefined,
   });
   try {
-    await db.query('SELECT 1', [], signal);
+    return await databaseIdentity(db, signal);
   } finally {
     await db.close();
   }

@@ -1,5 +1,6 @@
 import type { ShardRecord } from '../catalog/catalog.js';
-import { invalidArgument, unknownClient } from '../core/errors.js';
+import { invalidArgument, ShardgateError, unknownClient } from '../core/errors.js';
+import { databaseIdentity } from '../shards/replication.js';
 import { parseClientId, parseShardName } from '../core/ids.js';
 import {
   ShardState,
@@ -57,7 +58,8 @@ export function createAdminService(ctx: GatewayContext): AdminServiceImplementat
       if (!URL_PATTERN.test(req.dsn))
         throw invalidArgument('dsn must be a postgres:// connection URL');
       const weight = req.weight === 0 ? 100 : shardWeight(req.weight);
-      await ctx.probeShard(req.dsn, signal);
+      const identity = await ctx.probeShard(req.dsn, signal);
+      await refuseKnownDatabase(ctx, identity, signal);
       const change = await ctx.topologyAdmin.addShard({ name, url: req.dsn, weight }, signal);
       await ctx.refreshTopology();
       return { shard: shardToProto(change.shard), ringEpoch: change.epoch };
@@ -91,6 +93,25 @@ export function createAdminService(ctx: GatewayContext): AdminServiceImplementat
 
     ...createMoveHandlers(ctx),
   };
+}
+
+/** A second shard name for a database already registered would let a move destroy its data. */
+async function refuseKnownDatabase(
+  ctx: GatewayContext,
+  identity: string,
+  signal: AbortSignal,
+): Promise<void> {
+  const topology = await ctx.catalog.loadTopology(signal);
+  for (const shard of topology.shards) {
+    if (!ctx.pools.has(shard.name)) continue;
+    const known = await databaseIdentity(ctx.pools.get(shard.name), signal).catch(() => undefined);
+    if (known === identity) {
+      throw new ShardgateError(
+        'already-exists',
+        `that database is already registered as shard '${shard.name}'`,
+      );
+    }
+  }
 }
 
 function shardWeight(raw: number): number {

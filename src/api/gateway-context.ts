@@ -22,8 +22,8 @@ export interface GatewayContext {
   readonly mover: TenantMover;
   /** Reloads shards and ring from the catalog now (other replicas follow by NOTIFY). */
   refreshTopology(): Promise<void>;
-  /** Checks a new shard answers before it is registered; UNAVAILABLE otherwise. */
-  probeShard(url: string, signal: AbortSignal): Promise<void>;
+  /** Checks a new shard answers before it is registered and returns its database identity. */
+  probeShard(url: string, signal: AbortSignal): Promise<string>;
   readonly log: { warn(obj: object, msg: string): void; error(obj: object, msg: string): void };
 }
 

@@ -1,3 +1,4 @@
+import { ShardgateError } from '../core/errors.js';
 import type { Database } from '../pg/database.js';
 import { hasSubscriptionRoom } from '../shards/replication.js';
 
@@ -40,7 +41,10 @@ export class SubscriptionGate {
       await previous;
       for (let polls = 1; !(await hasSubscriptionRoom(req.target)); polls++) {
         if (Date.now() > req.deadline) {
-          throw new Error('the target server had no logical replication workers free in time');
+          throw new ShardgateError(
+            'aborted',
+            'the target server had no logical replication workers free in time',
+          );
         }
         if (polls % 10 === 0) await req.onWait();
         await new Promise((r) => setTimeout(r, this.#pollMs));

@@ -199,7 +199,7 @@ export class TenantMover extends EventEmitter {
       return this.#rollBack(
         move,
         cancelled ? 'cancelled' : 'failed',
-        cancelled ? null : (err as Error).message,
+        cancelled ? null : callerSafeMessage(err, move.phase),
       );
     }
   }
@@ -212,7 +212,8 @@ export class TenantMover extends EventEmitter {
     if (await repl.schemaExists(target, schema)) await repl.dropSchema(target, schema);
     await ensureClientSchema(target, schema);
     await repl.truncateSchema(target, schema);
-    return this.#step(move, { rowsTotal: size.rows, bytesTotal: size.bytes });
+    // Exact, because a client nobody has analyzed yet has no row estimate (and the copy is O(n) anyway).
+    return this.#step(move, { rowsTotal: await totalRows(source, schema), bytesTotal: size.bytes });
   }
 
   async #copy(move: MoveRecord): Promise<MoveRecord> {
@@ -224,11 +225,13 @@ export class TenantMover extends EventEmitter {
     for (let polls = 1; ; polls++) {
       const sync = await repl.syncProgress(target, name);
       if (sync.tables > 0 && sync.ready === sync.tables) break;
-      if (Date.now() > deadline) throw new Error('the initial copy did not finish in time');
+      if (Date.now() > deadline) throw moveFailed('the initial copy did not finish in time');
       if (polls % 10 === 0)
         move = await this.#step(move, { rowsCopied: await totalRows(target, schema) });
       await new Promise((r) => setTimeout(r, this.#pollMs));
     }
+    // The copy leaves the target without statistics; plans and the next move's sizes need them.
+    await repl.analyzeSchema(target, schema);
     return this.#step(move, { rowsCopied: await totalRows(target, schema) });
   }
 
@@ -249,7 +252,7 @@ export class TenantMover extends EventEmitter {
     );
     const differing = await verify.verifyUnchangedRows(source, target, schema, move.id);
     if (differing.length > 0) {
-      throw new Error(`verification failed: table(s) ${differing.join(', ')} differ`);
+      throw moveFailed(`verification failed: table(s) ${differing.join(', ')} differ`);
     }
     return move;
   }
@@ -270,13 +273,13 @@ export class TenantMover extends EventEmitter {
     await this.#deps.failpoints.hit('move.cutover.caught-up');
     const differing = await verify.verifyChangedRows(source, target, schema, move.id);
     if (differing.length > 0) {
-      throw new Error(`verification failed: table(s) ${differing.join(', ')} differ`);
+      throw moveFailed(`verification failed: table(s) ${differing.join(', ')} differ`);
     }
     await this.#deps.failpoints.hit('move.cutover.verified');
     const pauseMs = Math.round(performance.now() - pausedAt);
     if (!(await this.#deps.journal.flip(move, pauseMs))) {
       if ((await this.#load(move.id)).cancelRequested) throw new Cancelled();
-      throw new Error('the client is no longer on the source shard; nothing was flipped');
+      throw moveFailed('the client is no longer on the source shard; nothing was flipped');
     }
     this.#deps.log.info({ moveId: move.id, clientId: move.clientId, pauseMs }, 'move flipped');
     await this.#deps.failpoints.hit('move.flipped');
@@ -343,7 +346,7 @@ export class TenantMover extends EventEmitter {
   ): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     while (!(await repl.appliedPast(target, name, lsn))) {
-      if (Date.now() > deadline) throw new Error('the target did not catch up in time');
+      if (Date.now() > deadline) throw moveFailed('the target did not catch up in time');
       await new Promise((r) => setTimeout(r, 2));
     }
   }
@@ -382,4 +385,16 @@ export class TenantMover extends EventEmitter {
 
 async function totalRows(db: Database, schema: string): Promise<number> {
   return [...(await repl.rowCounts(db, schema)).values()].reduce((a, b) => a + b, 0);
+}
+
+/** A move step that failed for a reason the operator can read (shown in Move.error). */
+function moveFailed(message: string): ShardgateError {
+  return new ShardgateError('aborted', message);
+}
+
+/** Move.error reaches API callers: our own failures keep their text, anything else is logged only. */
+function callerSafeMessage(err: unknown, phase: string): string {
+  return err instanceof ShardgateError
+    ? err.message
+    : `internal error while ${phase.replace('_', ' ')}; the gateway logged the details`;
 }

@@ -142,9 +142,9 @@ async function snapshot(tx: Queryable): Promise<void> {
 
 /** Same text form of every value on both servers, whatever their defaults. */
 async function settings(tx: Queryable): Promise<void> {
-  await tx.query(`SET LOCAL TimeZone = 'UTC'`);
-  await tx.query(`SET LOCAL DateStyle = 'ISO'`);
-  await tx.query(`SET LOCAL extra_float_digits = 3`);
+  await tx.query(
+    `SET LOCAL TimeZone = 'UTC'; SET LOCAL DateStyle = 'ISO'; SET LOCAL extra_float_digits = 3`,
+  );
 }
 
 async function changedKeys(tx: Queryable, moveId: string): Promise<Map<string, string[]>> {

@@ -86,10 +86,12 @@ export async function hasSubscriptionRoom(target: Database): Promise<boolean> {
  * Which database this is, whatever URL reached it: its server's system identifier and its name.
  * Two shard names may point at one database; a move between them must be refused.
  */
-export async function databaseIdentity(db: Database): Promise<string> {
+export async function databaseIdentity(db: Database, signal?: AbortSignal): Promise<string> {
   const res = await db.query<{ id: string }>(
     `SELECT (SELECT system_identifier FROM pg_catalog.pg_control_system())::text || '/' ||
             pg_catalog.current_database() AS id`,
+    [],
+    signal,
   );
   return res.rows[0]!.id;
 }
@@ -120,6 +122,13 @@ export async function rowCounts(db: Database, schema: string): Promise<Map<strin
   return new Map(res.rows.map((r) => [r.t, Number(r.n)]));
 }
 
+/** Refreshes the planner statistics of every table in the schema. */
+export async function analyzeSchema(db: Database, schema: string): Promise<void> {
+  const tables = await tablesOf(db, schema);
+  if (tables.length > 0)
+    await db.query(`ANALYZE ${tables.map((t) => `${q(schema)}.${q(t)}`).join(', ')}`);
+}
+
 /** Size on disk and estimated rows of a schema (catalog statistics only: cheap). */
 export async function schemaSize(
   db: Database,
@@ -145,8 +154,11 @@ export async function schemaSize(
  */
 export async function installFence(source: Database, schema: string): Promise<void> {
   const tables = await tablesOf(source, schema);
-  await source.transaction(undefined, async (tx) => {
-    await tx.query(`CREATE OR REPLACE FUNCTION ${q(schema)}.shardgate_fence() RETURNS trigger
+  // One multi-statement query runs as one implicit transaction and costs one round trip: this
+  // runs inside the client's write pause.
+  await source.query(
+    [
+      `CREATE OR REPLACE FUNCTION ${q(schema)}.shardgate_fence() RETURNS trigger
       LANGUAGE plpgsql SET search_path = pg_catalog AS $$
       BEGIN
         IF current_setting('shardgate.fence_bypass', true) = 'on' THEN
@@ -154,13 +166,14 @@ export async function installFence(source: Database, schema: string): Promise<vo
         END IF;
         RAISE EXCEPTION 'client schema % is being moved to another shard', TG_TABLE_SCHEMA
           USING ERRCODE = '${FENCE_SQLSTATE}';
-      END $$`);
-    for (const t of tables) {
-      await tx.query(`DROP TRIGGER IF EXISTS shardgate_fence ON ${q(schema)}.${q(t)}`);
-      await tx.query(`CREATE TRIGGER shardgate_fence BEFORE INSERT OR UPDATE OR DELETE
-        ON ${q(schema)}.${q(t)} FOR EACH ROW EXECUTE FUNCTION ${q(schema)}.shardgate_fence()`);
-    }
-  });
+      END $$`,
+      ...tables.flatMap((t) => [
+        `DROP TRIGGER IF EXISTS shardgate_fence ON ${q(schema)}.${q(t)}`,
+        `CREATE TRIGGER shardgate_fence BEFORE INSERT OR UPDATE OR DELETE
+        ON ${q(schema)}.${q(t)} FOR EACH ROW EXECUTE FUNCTION ${q(schema)}.shardgate_fence()`,
+      ]),
+    ].join(';\n'),
+  );
 }
 
 export async function removeFence(source: Database, schema: string): Promise<void> {

@@ -397,12 +397,23 @@ describe('moves between shard databases, regressions', () => {
   it('a move between two shard names of one database is refused before anything is dropped', async () => {
     // Regression: preparing the target dropped the client's schema there, which was the live one.
     const [c] = await clientsOn(['shard-3'], 1);
-    const alias = await gw.client.admin.addShard({
-      name: 'alias-of-3',
-      dsn: shardUrl(topology, 'shard-3'),
-      weight: 1,
-    });
-    expect(alias.shard?.name).toBe('alias-of-3');
+    // AddShard refuses a second name for a registered database…
+    expect(
+      await statusOf(
+        gw.client.admin.addShard({
+          name: 'alias-of-3',
+          dsn: shardUrl(topology, 'shard-3'),
+          weight: 1,
+        }),
+      ),
+    ).toBe(Status.ALREADY_EXISTS);
+    // …but configuration (SHARDGATE_SHARDS) can still register one, so the move checks again.
+    await withPg(topology.catalogUrl, (db) =>
+      db.query(`INSERT INTO shardgate.shards (name, url, weight) VALUES ('alias-of-3', $1, 1)`, [
+        shardUrl(topology, 'shard-3'),
+      ]),
+    );
+    await gw.gateway.context.refreshTopology();
     try {
       expect(await statusOf(moveTo(gw.client, c!.clientId, 'alias-of-3'))).toBe(
         Status.FAILED_PRECONDITION,
