@@ -50,6 +50,7 @@ export function createAdminService(ctx: GatewayContext): AdminServiceImplementat
         ringShard,
         placementDiffers: ringShard !== tenant.shard,
         status: tenantStatusToProto(tenant.status),
+        placementEpoch: tenant.placementEpoch,
       };
     },
 

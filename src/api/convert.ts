@@ -61,6 +61,7 @@ export function tenantToProto(t: TenantRecord): Tenant {
     createdAt: t.createdAt,
     updatedAt: t.updatedAt,
     churnedAt: t.churnedAt ?? undefined,
+    placementEpoch: t.placementEpoch,
   };
 }
 

@@ -86,4 +86,12 @@ export const catalogMigrations: readonly { version: number; name: string; sql: s
       CREATE INDEX moves_created_idx ON shardgate.moves (created_at DESC, id DESC);
     `,
   },
+  {
+    version: 3,
+    name: 'placement epoch',
+    sql: `
+      -- Incremented by every flip of the client's placement: the version of where it lives.
+      ALTER TABLE shardgate.tenants ADD COLUMN placement_epoch bigint NOT NULL DEFAULT 1;
+    `,
+  },
 ];

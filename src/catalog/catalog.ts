@@ -35,6 +35,8 @@ export interface TenantRecord {
   readonly churnedAt: Date | null;
   /** True during a move's cutover: writes wait until the placement flips (or the move rolls back). */
   readonly writesPaused: boolean;
+  /** Incremented by every flip of the placement (a move); starts at 1. */
+  readonly placementEpoch: number;
 }
 
 /** A directory entry reduced to what rebalance planning needs. */

@@ -192,6 +192,7 @@ export class MoveJournal {
         if (journaled.rowCount !== 1) return false;
         const res = await tx.query(
           `UPDATE shardgate.tenants SET shard = $3, writes_paused = false, pinned = $4,
+           placement_epoch = placement_epoch + 1,
            updated_at = date_trunc('milliseconds', now())
          WHERE client_id = $1 AND shard = $2`,
           [move.clientId, move.sourceShard, move.targetShard, move.reason === 'manual'],

@@ -19,7 +19,7 @@ const CHANNEL = 'shardgate_catalog';
 const MIGRATION_LOCK_KEY = 7_270_451_001;
 
 const TENANT_COLUMNS =
-  'client_id, schema_name, shard, status, schema_version, created_at, updated_at, churned_at, writes_paused';
+  'client_id, schema_name, shard, status, schema_version, created_at, updated_at, churned_at, writes_paused, placement_epoch';
 
 interface TenantRow {
   client_id: string;
@@ -31,6 +31,7 @@ interface TenantRow {
   updated_at: Date;
   churned_at: Date | null;
   writes_paused: boolean;
+  placement_epoch: string;
 }
 
 /** The catalog in a PostgreSQL database (schema `shardgate`), with LISTEN/NOTIFY as change feed. */
@@ -295,5 +296,6 @@ function toTenant(r: TenantRow): TenantRecord {
     updatedAt: r.updated_at,
     churnedAt: r.churned_at,
     writesPaused: r.writes_paused,
+    placementEpoch: Number(r.placement_epoch),
   };
 }

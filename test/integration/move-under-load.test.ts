@@ -1,13 +1,15 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { MoveReason, MoveState, type Move } from '../../src/gen/shardgate/v1/admin.js';
 import type { ShardgateClient } from '../../src/client/index.js';
 import {
+  createDatabase,
   createTestTopology,
   freshClientId,
   startTestGateway,
   withPg,
   type TestGateway,
   type TestTopology,
+  uniqueSuffix,
 } from '../support/harness.js';
 import {
   appointmentInput,
@@ -32,7 +34,7 @@ interface Acked {
   n: number;
 }
 
-describe('moves and a drain under continuous writes', () => {
+describe('moves, a drain, a removal and an added shard under continuous writes', () => {
   let topology: TestTopology;
   let gwA: TestGateway;
   let gwB: TestGateway;
@@ -180,6 +182,24 @@ describe('moves and a drain under continuous writes', () => {
         drained.set(msg.move!.id, msg.move!);
       moves.push(...drained.values());
 
+      // Remove the drained shard, add a fresh one and rebalance onto it, still under load. The new
+      // shard's large weight makes the ring send it most of the clients that are not pinned.
+      await gwB.client.admin.removeShard({ name: drainName });
+      const addedUrl = await createDatabase(
+        inject('pgServers')[1]!.adminUrl,
+        `t_${uniqueSuffix()}_added`,
+      );
+      await gwB.client.admin.addShard({ name: 'shard-added', dsn: addedUrl, weight: 1000 });
+      topology.shards.push({ name: 'shard-added', url: addedUrl, weight: 1000 });
+      const grow = await gwA.client.admin.planRebalance({ limit: 0 });
+      expect(grow.moves.some((m) => m.toShard === 'shard-added')).toBe(true);
+      expect(grow.moves.every((m) => m.reason === MoveReason.MOVE_REASON_RING)).toBe(true);
+      const grown = new Map<string, Move>();
+      for await (const msg of gwA.client.admin.rebalance({ maxConcurrentMoves: 3, limit: 0 }))
+        grown.set(msg.move!.id, msg.move!);
+      expect(grown.size).toBe(grow.moves.length);
+      moves.push(...grown.values());
+
       await sleep(300);
       stopping = true;
       const calls = await Promise.all(writers);
@@ -195,7 +215,7 @@ describe('moves and a drain under continuous writes', () => {
           error: '',
         })),
       );
-      expect(moves.length).toBe(12 + onDrained.length);
+      expect(moves.length).toBe(12 + onDrained.length + grown.size);
 
       // Every acknowledged write is on the client's current shard, exactly once, and nothing else is.
       const placements = await catalogPlacements(topology.catalogUrl);

@@ -85,6 +85,9 @@ describe('MoveTenant', () => {
     const located = await gw.client.admin.locate({ clientId });
     expect(located.shard).toBe(to);
     expect(located.placementDiffers).toBe(true);
+    // The flip bumped the placement's epoch once, from the 1 every new tenant starts at.
+    expect(tenant!.placementEpoch).toBe(1);
+    expect(located.placementEpoch).toBe(2);
     const list = await gw.client.appointments.listAppointments({ clientId, pageSize: 100 });
     expect(list.appointments).toHaveLength(25);
     const { state } = await gw.client.state.getState({ clientId });

@@ -297,6 +297,8 @@ export interface LocateResponse {
   placementDiffers: boolean;
   /** The tenant's status. */
   status: TenantStatus;
+  /** Version of the placement: incremented by every move that flips the client to another shard. */
+  placementEpoch: number;
 }
 
 /** Request for AddShard. */
@@ -890,7 +892,7 @@ export const LocateRequest: MessageFns<LocateRequest> = {
 };
 
 function createBaseLocateResponse(): LocateResponse {
-  return { clientId: "", shard: "", schema: "", ringShard: "", placementDiffers: false, status: 0 };
+  return { clientId: "", shard: "", schema: "", ringShard: "", placementDiffers: false, status: 0, placementEpoch: 0 };
 }
 
 export const LocateResponse: MessageFns<LocateResponse> = {
@@ -912,6 +914,9 @@ export const LocateResponse: MessageFns<LocateResponse> = {
     }
     if (message.status !== 0) {
       writer.uint32(48).int32(message.status);
+    }
+    if (message.placementEpoch !== 0) {
+      writer.uint32(56).int64(message.placementEpoch);
     }
     return writer;
   },
@@ -977,6 +982,14 @@ export const LocateResponse: MessageFns<LocateResponse> = {
             message.status = reader.int32() as any;
             continue;
           }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.placementEpoch = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1009,6 +1022,11 @@ export const LocateResponse: MessageFns<LocateResponse> = {
         ? globalThis.Boolean(object.placement_differs)
         : false,
       status: isSet(object.status) ? tenantStatusFromJSON(object.status) : 0,
+      placementEpoch: isSet(object.placementEpoch)
+        ? globalThis.Number(object.placementEpoch)
+        : isSet(object.placement_epoch)
+        ? globalThis.Number(object.placement_epoch)
+        : 0,
     };
   },
 
@@ -1032,6 +1050,9 @@ export const LocateResponse: MessageFns<LocateResponse> = {
     if (message.status !== 0) {
       obj.status = tenantStatusToJSON(message.status);
     }
+    if (message.placementEpoch !== 0) {
+      obj.placementEpoch = Math.round(message.placementEpoch);
+    }
     return obj;
   },
 
@@ -1046,6 +1067,7 @@ export const LocateResponse: MessageFns<LocateResponse> = {
     message.ringShard = object.ringShard ?? "";
     message.placementDiffers = object.placementDiffers ?? false;
     message.status = object.status ?? 0;
+    message.placementEpoch = object.placementEpoch ?? 0;
     return message;
   },
 };

@@ -84,7 +84,11 @@ export interface Tenant {
     | Date
     | undefined;
   /** When the tenant was churned; unset while it is not churned. */
-  churnedAt?: Date | undefined;
+  churnedAt?:
+    | Date
+    | undefined;
+  /** Version of the placement: incremented by every move that flips the client to another shard. */
+  placementEpoch: number;
 }
 
 /** Request for CreateTenant. */
@@ -169,6 +173,7 @@ function createBaseTenant(): Tenant {
     createdAt: undefined,
     updatedAt: undefined,
     churnedAt: undefined,
+    placementEpoch: 0,
   };
 }
 
@@ -197,6 +202,9 @@ export const Tenant: MessageFns<Tenant> = {
     }
     if (message.churnedAt !== undefined) {
       Timestamp.encode(toTimestamp(message.churnedAt), writer.uint32(66).fork()).join();
+    }
+    if (message.placementEpoch !== 0) {
+      writer.uint32(72).int64(message.placementEpoch);
     }
     return writer;
   },
@@ -278,6 +286,14 @@ export const Tenant: MessageFns<Tenant> = {
             message.churnedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.placementEpoch = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -320,6 +336,11 @@ export const Tenant: MessageFns<Tenant> = {
         : isSet(object.churned_at)
         ? fromJsonTimestamp(object.churned_at)
         : undefined,
+      placementEpoch: isSet(object.placementEpoch)
+        ? globalThis.Number(object.placementEpoch)
+        : isSet(object.placement_epoch)
+        ? globalThis.Number(object.placement_epoch)
+        : 0,
     };
   },
 
@@ -349,6 +370,9 @@ export const Tenant: MessageFns<Tenant> = {
     if (message.churnedAt !== undefined) {
       obj.churnedAt = message.churnedAt.toISOString();
     }
+    if (message.placementEpoch !== 0) {
+      obj.placementEpoch = Math.round(message.placementEpoch);
+    }
     return obj;
   },
 
@@ -365,6 +389,7 @@ export const Tenant: MessageFns<Tenant> = {
     message.createdAt = object.createdAt ?? undefined;
     message.updatedAt = object.updatedAt ?? undefined;
     message.churnedAt = object.churnedAt ?? undefined;
+    message.placementEpoch = object.placementEpoch ?? 0;
     return message;
   },
 };
@@ -1322,6 +1347,17 @@ function fromJsonTimestamp(o: any): Date {
   } else {
     return fromTimestamp(Timestamp.fromJSON(o));
   }
+}
+
+function longToNumber(int64: { toString(): string }): number {
+  const num = globalThis.Number(int64.toString());
+  if (num > globalThis.Number.MAX_SAFE_INTEGER) {
+    throw new globalThis.Error("Value is larger than Number.MAX_SAFE_INTEGER");
+  }
+  if (num < globalThis.Number.MIN_SAFE_INTEGER) {
+    throw new globalThis.Error("Value is smaller than Number.MIN_SAFE_INTEGER");
+  }
+  return num;
 }
 
 function isSet(value: any): boolean {
