@@ -717,13 +717,12 @@ describe('bad input', () => {
           `SELECT count(*) || ':' || md5(coalesce(string_agg(t::text, ',' ORDER BY t::text), '')) AS d FROM ${table} t`,
         )
       ).rows[0]!.d;
-    const [appointments, handoffs, state, benchmarks, knowledge] = await Promise.all([
-      digest(db, `${schema}.appointments`),
-      digest(db, `${schema}.handoffs`),
-      digest(db, `${schema}.state`),
-      digest(catalog, 'shared.benchmarks'),
-      digest(catalog, 'shared.knowledge_entries'),
-    ]);
+    // One query at a time per connection (pg 9 will refuse concurrent queries on one client).
+    const appointments = await digest(db, `${schema}.appointments`);
+    const handoffs = await digest(db, `${schema}.handoffs`);
+    const state = await digest(db, `${schema}.state`);
+    const benchmarks = await digest(catalog, 'shared.benchmarks');
+    const knowledge = await digest(catalog, 'shared.knowledge_entries');
     return { appointments, handoffs, state, benchmarks, knowledge };
   }
 
