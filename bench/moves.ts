@@ -16,7 +16,7 @@ import { parseMoveOptions, type MoveBenchOptions } from './move-options.js';
 import { measurePauses, type PauseResult } from './move-pause.js';
 import { measureRebalance, type RebalanceResult } from './move-rebalance.js';
 import { POOL_MAX, progress, startRig, type MoveRig } from './move-rig.js';
-import { Cleanup, repoRoot } from './processes.js';
+import { Cleanup, repoRoot, runBench } from './processes.js';
 import { fmt, formatTable, type Summary } from './stats.js';
 
 const ms = (v: number | undefined): string => fmt(v, 0);
@@ -220,26 +220,4 @@ async function main(cleanup: Cleanup): Promise<void> {
   console.log(`\nresults written to ${file}`);
 }
 
-/** The run's only exit: cleans up every process and the temp directory, on success or failure. */
-const cleanup = new Cleanup();
-let exiting = false;
-async function finish(code: number, reason?: unknown): Promise<void> {
-  if (exiting) return;
-  exiting = true;
-  if (reason !== undefined) {
-    progress(
-      `failed: ${reason instanceof Error ? (reason.stack ?? reason.message) : String(reason)}`,
-    );
-  }
-  progress('cleaning up (processes, PostgreSQL, temp directory)…');
-  const failures = await cleanup.runAll();
-  for (const f of failures) progress(`cleanup: ${f}`);
-  process.exit(failures.length > 0 && code === 0 ? 1 : code);
-}
-for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-  process.on(signal, () => void finish(130, `interrupted by ${signal}`));
-}
-main(cleanup).then(
-  () => finish(0),
-  (err: unknown) => finish(1, err),
-);
+runBench(main, progress);

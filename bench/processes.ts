@@ -169,3 +169,35 @@ function describeLogEntry(e: LogEntry): string {
   const err = e.err ? ` (${e.err.type ?? 'Error'}: ${e.err.message ?? ''})` : '';
   return `${level}: ${e.msg ?? ''}${err}`.slice(0, 300);
 }
+
+/**
+ * Runs a benchmark's `main` with the process's only exit: every process and temp directory it
+ * registered is cleaned up on success, failure or a signal.
+ */
+export function runBench(
+  main: (cleanup: Cleanup) => Promise<void>,
+  progress: (line: string) => void,
+): void {
+  const cleanup = new Cleanup();
+  let exiting = false;
+  const finish = async (code: number, reason?: unknown): Promise<void> => {
+    if (exiting) return;
+    exiting = true;
+    if (reason !== undefined) {
+      progress(
+        `failed: ${reason instanceof Error ? (reason.stack ?? reason.message) : String(reason)}`,
+      );
+    }
+    progress('cleaning up (processes, PostgreSQL, temp directory)…');
+    const failures = await cleanup.runAll();
+    for (const f of failures) progress(`cleanup: ${f}`);
+    process.exit(failures.length > 0 && code === 0 ? 1 : code);
+  };
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    process.on(signal, () => void finish(130, `interrupted by ${signal}`));
+  }
+  main(cleanup).then(
+    () => finish(0),
+    (err: unknown) => finish(1, err),
+  );
+}

@@ -15,6 +15,7 @@ import {
   forkScript,
   nextMessage,
   repoRoot,
+  runBench,
   spawnGateway,
   stopChild,
 } from './processes.js';
@@ -210,26 +211,4 @@ async function ask(generator: ChildProcess, message: ToGenerator): Promise<CellR
   return answer.type === 'result' ? answer.result : undefined;
 }
 
-/** The run's only exit: cleans up every process and the temp directory, on success or failure. */
-const cleanup = new Cleanup();
-let exiting = false;
-async function finish(code: number, reason?: unknown): Promise<void> {
-  if (exiting) return;
-  exiting = true;
-  if (reason !== undefined) {
-    progress(
-      `failed: ${reason instanceof Error ? (reason.stack ?? reason.message) : String(reason)}`,
-    );
-  }
-  progress('cleaning up (processes, PostgreSQL, temp directory)…');
-  const failures = await cleanup.runAll();
-  for (const f of failures) progress(`cleanup: ${f}`);
-  process.exit(failures.length > 0 && code === 0 ? 1 : code);
-}
-for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-  process.on(signal, () => void finish(130, `interrupted by ${signal}`));
-}
-main(cleanup).then(
-  () => finish(0),
-  (err: unknown) => finish(1, err),
-);
+runBench(main, progress);
