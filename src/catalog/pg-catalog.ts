@@ -76,7 +76,7 @@ export class PgCatalog implements Catalog {
   ): Promise<void> {
     await this.#db.transaction(undefined, async (tx) => {
       await tx.query(
-        'INSERT INTO shardgate.ring (vnodes) VALUES ($1) ON CONFLICT (singleton) DO NOTHING',
+        'INSERT INTO shardgate.ring (vnodes, epoch) VALUES ($1, 0) ON CONFLICT (singleton) DO NOTHING',
         [vnodes],
       );
       let added = 0;
