@@ -17,17 +17,20 @@ type MutablePath = (typeof MUTABLE_PATHS)[number];
 export function createAppointmentService(ctx: GatewayContext): AppointmentServiceImplementation {
   return {
     async createAppointment(req, { signal }) {
-      const a = req.appointment;
-      if (!a) throw invalidArgument('appointment is required');
-      const fields: AppointmentFields = {
-        clientPhone: v.phone(a.clientPhone, 'appointment.client_phone'),
-        scheduledAt: v.timestamp(a.scheduledAt, 'appointment.scheduled_at'),
-        serviceType: v.text(a.serviceType, 'appointment.service_type', 1, 200),
-        status: appointmentStatusFromProto(a.status, 'appointment.status', 'scheduled'),
-      };
+      if (!req.appointment) throw invalidArgument('appointment is required');
+      const fields = newAppointment(req.appointment, 'appointment');
       return withClient(ctx, req.clientId, signal, 'write', async (scope) => {
         const row = await appointments.create(scope.db, scope.schema, fields, signal);
         return { appointment: appointmentToProto(row) };
+      });
+    },
+
+    async batchCreateAppointments(req, { signal }) {
+      v.batchSize(req.appointments.length, 'appointments');
+      const items = req.appointments.map((a, i) => newAppointment(a, `appointments[${i}]`));
+      return withClient(ctx, req.clientId, signal, 'write', async (scope) => {
+        const rows = await appointments.createMany(scope.db, scope.schema, items, signal);
+        return { appointments: rows.map(appointmentToProto) };
       });
     },
 
@@ -102,6 +105,16 @@ export function createAppointmentService(ctx: GatewayContext): AppointmentServic
         return { appointment: appointmentToProto(row) };
       });
     },
+  };
+}
+
+/** The caller-settable fields of a new appointment, validated; `field` prefixes error messages. */
+function newAppointment(a: Appointment, field: string): AppointmentFields {
+  return {
+    clientPhone: v.phone(a.clientPhone, `${field}.client_phone`),
+    scheduledAt: v.timestamp(a.scheduledAt, `${field}.scheduled_at`),
+    serviceType: v.text(a.serviceType, `${field}.service_type`, 1, 200),
+    status: appointmentStatusFromProto(a.status, `${field}.status`, 'scheduled'),
   };
 }
 

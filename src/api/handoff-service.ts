@@ -1,7 +1,7 @@
 import { on, EventEmitter } from 'node:events';
 import { invalidArgument, notFound, placementStale } from '../core/errors.js';
 import type { Placement } from '../router/router.js';
-import type { HandoffServiceImplementation } from '../gen/shardgate/v1/handoff.js';
+import type { Handoff, HandoffServiceImplementation } from '../gen/shardgate/v1/handoff.js';
 import { handoffs, type HandoffRecord } from '../shards/handoffs.js';
 import { handoffToProto } from './convert.js';
 import { openClientScope, withClient, type GatewayContext } from './gateway-context.js';
@@ -12,18 +12,20 @@ import * as v from './validate.js';
 export function createHandoffService(ctx: GatewayContext): HandoffServiceImplementation {
   return {
     async appendHandoff(req, { signal }) {
-      const h = req.handoff;
-      if (!h) throw invalidArgument('handoff is required');
-      const input = {
-        fromAgent: v.agentName(h.fromAgent, 'handoff.from_agent'),
-        toAgent: v.agentName(h.toAgent, 'handoff.to_agent'),
-        version: h.version,
-        summaryJson: v.jsonObject(h.summary, 'handoff.summary'),
-      };
-      if (input.version < 0) throw invalidArgument('handoff.version must not be negative');
+      if (!req.handoff) throw invalidArgument('handoff is required');
+      const input = newHandoff(req.handoff, 'handoff');
       return withClient(ctx, req.clientId, signal, 'write', async (scope) => {
         const row = await handoffs.append(scope.db, scope.schema, input, signal);
         return { handoff: handoffToProto(row) };
+      });
+    },
+
+    async batchAppendHandoffs(req, { signal }) {
+      v.batchSize(req.handoffs.length, 'handoffs');
+      const items = req.handoffs.map((h, i) => newHandoff(h, `handoffs[${i}]`));
+      return withClient(ctx, req.clientId, signal, 'write', async (scope) => {
+        const rows = await handoffs.appendMany(scope.db, scope.schema, items, signal);
+        return { handoffs: rows.map(handoffToProto) };
       });
     },
 
@@ -110,6 +112,20 @@ export function createHandoffService(ctx: GatewayContext): HandoffServiceImpleme
         unsubscribe();
       }
     },
+  };
+}
+
+/** A new handoff's fields, validated; `field` prefixes error messages. */
+function newHandoff(
+  h: Handoff,
+  field: string,
+): { fromAgent: string; toAgent: string; version: number; summaryJson: string } {
+  if (h.version < 0) throw invalidArgument(`${field}.version must not be negative`);
+  return {
+    fromAgent: v.agentName(h.fromAgent, `${field}.from_agent`),
+    toAgent: v.agentName(h.toAgent, `${field}.to_agent`),
+    version: h.version,
+    summaryJson: v.jsonObject(h.summary, `${field}.summary`),
   };
 }
 

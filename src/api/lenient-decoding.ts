@@ -10,6 +10,7 @@ const UNDECODABLE = Symbol('undecodable request');
  */
 const JSON_FIELD_OF: Readonly<Record<string, string>> = {
   '/shardgate.v1.HandoffService/AppendHandoff': 'handoff.summary',
+  '/shardgate.v1.HandoffService/BatchAppendHandoffs': 'handoffs[].summary',
   '/shardgate.v1.StateService/PutState': 'document',
   '/shardgate.v1.StateService/PatchState': 'patch',
 };

@@ -16,6 +16,16 @@ const PHONE = /^[0-9+\-(). ]{3,32}$/;
 const KEY = /^[a-z0-9][a-z0-9._-]*$/;
 const KEY_WITHOUT_DOT = /^[a-z0-9][a-z0-9_-]*$/;
 
+/** Most items a Batch* call takes. */
+export const MAX_BATCH_SIZE = 1000;
+
+/** A Batch* call's item count: 1 to MAX_BATCH_SIZE. */
+export function batchSize(n: number, field: string): void {
+  if (n === 0) throw invalidArgument(`${field} must not be empty`);
+  if (n > MAX_BATCH_SIZE)
+    throw invalidArgument(`${field} takes at most ${MAX_BATCH_SIZE} items per call`);
+}
+
 export function pageSize(raw: number): number {
   if (raw < 0) throw invalidArgument('page_size must not be negative');
   return raw === 0 ? DEFAULT_PAGE_SIZE : Math.min(raw, MAX_PAGE_SIZE);

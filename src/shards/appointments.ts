@@ -1,4 +1,6 @@
+import { randomUUID } from 'node:crypto';
 import type { Database } from '../pg/database.js';
+import { inOrder } from './in-order.js';
 import type { AppointmentStatus } from './client-migrations.js';
 
 /** An appointment as stored in a client schema. */
@@ -54,6 +56,33 @@ export const appointments = {
       signal,
     );
     return res.rows[0]!;
+  },
+
+  /**
+   * Inserts many in one statement (ids made here, so the answer keeps the request's order); the
+   * statement is atomic, so either every row is stored or none.
+   */
+  async createMany(
+    db: Database,
+    schema: string,
+    items: readonly AppointmentFields[],
+    signal?: AbortSignal,
+  ): Promise<AppointmentRecord[]> {
+    const ids = items.map(() => randomUUID());
+    const res = await db.query<AppointmentRecord>(
+      `INSERT INTO ${schema}.appointments (id, client_phone, scheduled_at, service_type, status)
+       SELECT * FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::text[], $5::text[])
+       RETURNING ${COLUMNS}`,
+      [
+        ids,
+        items.map((f) => f.clientPhone),
+        items.map((f) => f.scheduledAt),
+        items.map((f) => f.serviceType),
+        items.map((f) => f.status),
+      ],
+      signal,
+    );
+    return inOrder(ids, res.rows);
   },
 
   async get(

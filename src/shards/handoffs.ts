@@ -1,4 +1,6 @@
+import { randomUUID } from 'node:crypto';
 import type { Database } from '../pg/database.js';
+import { inOrder } from './in-order.js';
 
 /** A handoff as stored in a client schema. */
 export interface HandoffRecord {
@@ -38,6 +40,31 @@ export const handoffs = {
       signal,
     );
     return res.rows[0]!;
+  },
+
+  /** Appends many in one atomic statement; the answer keeps the request's order. */
+  async appendMany(
+    db: Database,
+    schema: string,
+    items: readonly { fromAgent: string; toAgent: string; version: number; summaryJson: string }[],
+    signal?: AbortSignal,
+  ): Promise<HandoffRecord[]> {
+    const ids = items.map(() => randomUUID());
+    const res = await db.query<HandoffRecord>(
+      `INSERT INTO ${schema}.handoffs (id, from_agent, to_agent, version, summary)
+       SELECT u.id, u.f, u.t, u.v, u.s::jsonb
+       FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int[], $5::text[]) AS u(id, f, t, v, s)
+       RETURNING ${COLUMNS}`,
+      [
+        ids,
+        items.map((h) => h.fromAgent),
+        items.map((h) => h.toAgent),
+        items.map((h) => h.version),
+        items.map((h) => h.summaryJson),
+      ],
+      signal,
+    );
+    return inOrder(ids, res.rows);
   },
 
   async get(

@@ -141,6 +141,7 @@ const handoffs: HandoffServiceImplementation = {
     await waitOrCancel(entry, 60_000, context.signal);
   },
   appendHandoff: unimplemented,
+  batchAppendHandoffs: unimplemented,
   listHandoffs: unimplemented,
   getLatestHandoff: unimplemented,
 };

@@ -191,6 +191,20 @@ export interface CancelAppointmentResponse {
   appointment?: Appointment | undefined;
 }
 
+/** Request for BatchCreateAppointments. */
+export interface BatchCreateAppointmentsRequest {
+  /** The client that owns the appointments. */
+  clientId: string;
+  /** The appointments (1 to 1000); id, created_at and updated_at are ignored. */
+  appointments: Appointment[];
+}
+
+/** Response of BatchCreateAppointments. */
+export interface BatchCreateAppointmentsResponse {
+  /** The stored appointments, in request order. */
+  appointments: Appointment[];
+}
+
 function createBaseAppointment(): Appointment {
   return {
     id: "",
@@ -1323,6 +1337,168 @@ export const CancelAppointmentResponse: MessageFns<CancelAppointmentResponse> = 
   },
 };
 
+function createBaseBatchCreateAppointmentsRequest(): BatchCreateAppointmentsRequest {
+  return { clientId: "", appointments: [] };
+}
+
+export const BatchCreateAppointmentsRequest: MessageFns<BatchCreateAppointmentsRequest> = {
+  encode(message: BatchCreateAppointmentsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.clientId !== "") {
+      writer.uint32(10).string(message.clientId);
+    }
+    for (const v of message.appointments) {
+      Appointment.encode(v!, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): BatchCreateAppointmentsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseBatchCreateAppointmentsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.clientId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.appointments.push(Appointment.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): BatchCreateAppointmentsRequest {
+    return {
+      clientId: isSet(object.clientId)
+        ? globalThis.String(object.clientId)
+        : isSet(object.client_id)
+        ? globalThis.String(object.client_id)
+        : "",
+      appointments: globalThis.Array.isArray(object?.appointments)
+        ? object.appointments.map((e: any) => Appointment.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: BatchCreateAppointmentsRequest): unknown {
+    const obj: any = {};
+    if (message.clientId !== "") {
+      obj.clientId = message.clientId;
+    }
+    if (message.appointments?.length) {
+      obj.appointments = message.appointments.map((e) => Appointment.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<BatchCreateAppointmentsRequest>): BatchCreateAppointmentsRequest {
+    return BatchCreateAppointmentsRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<BatchCreateAppointmentsRequest>): BatchCreateAppointmentsRequest {
+    const message = createBaseBatchCreateAppointmentsRequest();
+    message.clientId = object.clientId ?? "";
+    message.appointments = object.appointments?.map((e) => Appointment.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseBatchCreateAppointmentsResponse(): BatchCreateAppointmentsResponse {
+  return { appointments: [] };
+}
+
+export const BatchCreateAppointmentsResponse: MessageFns<BatchCreateAppointmentsResponse> = {
+  encode(message: BatchCreateAppointmentsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.appointments) {
+      Appointment.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): BatchCreateAppointmentsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseBatchCreateAppointmentsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.appointments.push(Appointment.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): BatchCreateAppointmentsResponse {
+    return {
+      appointments: globalThis.Array.isArray(object?.appointments)
+        ? object.appointments.map((e: any) => Appointment.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: BatchCreateAppointmentsResponse): unknown {
+    const obj: any = {};
+    if (message.appointments?.length) {
+      obj.appointments = message.appointments.map((e) => Appointment.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<BatchCreateAppointmentsResponse>): BatchCreateAppointmentsResponse {
+    return BatchCreateAppointmentsResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<BatchCreateAppointmentsResponse>): BatchCreateAppointmentsResponse {
+    const message = createBaseBatchCreateAppointmentsResponse();
+    message.appointments = object.appointments?.map((e) => Appointment.fromPartial(e)) || [];
+    return message;
+  },
+};
+
 /** AppointmentService stores a client's appointments in that client's own schema. */
 export type AppointmentServiceDefinition = typeof AppointmentServiceDefinition;
 export const AppointmentServiceDefinition = {
@@ -1374,6 +1550,18 @@ export const AppointmentServiceDefinition = {
       responseStream: false,
       options: {},
     },
+    /**
+     * Creates up to 1000 appointments in one call and one statement, atomically: all are stored or
+     * none (AIP-233). A bad item fails the call with INVALID_ARGUMENT naming its index.
+     */
+    batchCreateAppointments: {
+      name: "BatchCreateAppointments",
+      requestType: BatchCreateAppointmentsRequest as typeof BatchCreateAppointmentsRequest,
+      requestStream: false,
+      responseType: BatchCreateAppointmentsResponse as typeof BatchCreateAppointmentsResponse,
+      responseStream: false,
+      options: {},
+    },
   },
 } as const;
 
@@ -1403,6 +1591,14 @@ export interface AppointmentServiceImplementation<CallContextExt = {}> {
     request: CancelAppointmentRequest,
     context: CallContext & CallContextExt,
   ): Promise<DeepPartial<CancelAppointmentResponse>>;
+  /**
+   * Creates up to 1000 appointments in one call and one statement, atomically: all are stored or
+   * none (AIP-233). A bad item fails the call with INVALID_ARGUMENT naming its index.
+   */
+  batchCreateAppointments(
+    request: BatchCreateAppointmentsRequest,
+    context: CallContext & CallContextExt,
+  ): Promise<DeepPartial<BatchCreateAppointmentsResponse>>;
 }
 
 export interface AppointmentServiceClient<CallOptionsExt = {}> {
@@ -1431,6 +1627,14 @@ export interface AppointmentServiceClient<CallOptionsExt = {}> {
     request: DeepPartial<CancelAppointmentRequest>,
     options?: CallOptions & CallOptionsExt,
   ): Promise<CancelAppointmentResponse>;
+  /**
+   * Creates up to 1000 appointments in one call and one statement, atomically: all are stored or
+   * none (AIP-233). A bad item fails the call with INVALID_ARGUMENT naming its index.
+   */
+  batchCreateAppointments(
+    request: DeepPartial<BatchCreateAppointmentsRequest>,
+    options?: CallOptions & CallOptionsExt,
+  ): Promise<BatchCreateAppointmentsResponse>;
 }
 
 type Builtin = Date | Function | Uint8Array | string | number | boolean | undefined;

@@ -102,6 +102,20 @@ export interface WatchHandoffsResponse {
   handoff?: Handoff | undefined;
 }
 
+/** Request for BatchAppendHandoffs. */
+export interface BatchAppendHandoffsRequest {
+  /** The client the work is for. */
+  clientId: string;
+  /** The handoffs (1 to 1000); id and created_at are ignored. */
+  handoffs: Handoff[];
+}
+
+/** Response of BatchAppendHandoffs. */
+export interface BatchAppendHandoffsResponse {
+  /** The stored handoffs, in request order. */
+  handoffs: Handoff[];
+}
+
 function createBaseHandoff(): Handoff {
   return { id: "", fromAgent: "", toAgent: "", version: 0, summary: undefined, createdAt: undefined };
 }
@@ -1037,6 +1051,164 @@ export const WatchHandoffsResponse: MessageFns<WatchHandoffsResponse> = {
   },
 };
 
+function createBaseBatchAppendHandoffsRequest(): BatchAppendHandoffsRequest {
+  return { clientId: "", handoffs: [] };
+}
+
+export const BatchAppendHandoffsRequest: MessageFns<BatchAppendHandoffsRequest> = {
+  encode(message: BatchAppendHandoffsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.clientId !== "") {
+      writer.uint32(10).string(message.clientId);
+    }
+    for (const v of message.handoffs) {
+      Handoff.encode(v!, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): BatchAppendHandoffsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseBatchAppendHandoffsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.clientId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.handoffs.push(Handoff.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): BatchAppendHandoffsRequest {
+    return {
+      clientId: isSet(object.clientId)
+        ? globalThis.String(object.clientId)
+        : isSet(object.client_id)
+        ? globalThis.String(object.client_id)
+        : "",
+      handoffs: globalThis.Array.isArray(object?.handoffs) ? object.handoffs.map((e: any) => Handoff.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: BatchAppendHandoffsRequest): unknown {
+    const obj: any = {};
+    if (message.clientId !== "") {
+      obj.clientId = message.clientId;
+    }
+    if (message.handoffs?.length) {
+      obj.handoffs = message.handoffs.map((e) => Handoff.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<BatchAppendHandoffsRequest>): BatchAppendHandoffsRequest {
+    return BatchAppendHandoffsRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<BatchAppendHandoffsRequest>): BatchAppendHandoffsRequest {
+    const message = createBaseBatchAppendHandoffsRequest();
+    message.clientId = object.clientId ?? "";
+    message.handoffs = object.handoffs?.map((e) => Handoff.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseBatchAppendHandoffsResponse(): BatchAppendHandoffsResponse {
+  return { handoffs: [] };
+}
+
+export const BatchAppendHandoffsResponse: MessageFns<BatchAppendHandoffsResponse> = {
+  encode(message: BatchAppendHandoffsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.handoffs) {
+      Handoff.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): BatchAppendHandoffsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseBatchAppendHandoffsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.handoffs.push(Handoff.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): BatchAppendHandoffsResponse {
+    return {
+      handoffs: globalThis.Array.isArray(object?.handoffs) ? object.handoffs.map((e: any) => Handoff.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: BatchAppendHandoffsResponse): unknown {
+    const obj: any = {};
+    if (message.handoffs?.length) {
+      obj.handoffs = message.handoffs.map((e) => Handoff.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<BatchAppendHandoffsResponse>): BatchAppendHandoffsResponse {
+    return BatchAppendHandoffsResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<BatchAppendHandoffsResponse>): BatchAppendHandoffsResponse {
+    const message = createBaseBatchAppendHandoffsResponse();
+    message.handoffs = object.handoffs?.map((e) => Handoff.fromPartial(e)) || [];
+    return message;
+  },
+};
+
 /**
  * HandoffService records agent-to-agent handoffs (a JSON summary of the work passed on) in the
  * client's own schema, and pushes new ones to agents waiting for them.
@@ -1074,6 +1246,18 @@ export const HandoffServiceDefinition = {
       options: {},
     },
     /**
+     * Appends up to 1000 handoffs in one call and one statement, atomically (AIP-233). Watchers get
+     * each of them.
+     */
+    batchAppendHandoffs: {
+      name: "BatchAppendHandoffs",
+      requestType: BatchAppendHandoffsRequest as typeof BatchAppendHandoffsRequest,
+      requestStream: false,
+      responseType: BatchAppendHandoffsResponse as typeof BatchAppendHandoffsResponse,
+      responseStream: false,
+      options: {},
+    },
+    /**
      * Streams every handoff appended for the client from now on, optionally only those addressed
      * to one agent, whichever gateway process wrote it. The stream ends only when the caller
      * cancels, or with UNAVAILABLE when the client's shard cannot be reached.
@@ -1106,6 +1290,14 @@ export interface HandoffServiceImplementation<CallContextExt = {}> {
     context: CallContext & CallContextExt,
   ): Promise<DeepPartial<GetLatestHandoffResponse>>;
   /**
+   * Appends up to 1000 handoffs in one call and one statement, atomically (AIP-233). Watchers get
+   * each of them.
+   */
+  batchAppendHandoffs(
+    request: BatchAppendHandoffsRequest,
+    context: CallContext & CallContextExt,
+  ): Promise<DeepPartial<BatchAppendHandoffsResponse>>;
+  /**
    * Streams every handoff appended for the client from now on, optionally only those addressed
    * to one agent, whichever gateway process wrote it. The stream ends only when the caller
    * cancels, or with UNAVAILABLE when the client's shard cannot be reached.
@@ -1132,6 +1324,14 @@ export interface HandoffServiceClient<CallOptionsExt = {}> {
     request: DeepPartial<GetLatestHandoffRequest>,
     options?: CallOptions & CallOptionsExt,
   ): Promise<GetLatestHandoffResponse>;
+  /**
+   * Appends up to 1000 handoffs in one call and one statement, atomically (AIP-233). Watchers get
+   * each of them.
+   */
+  batchAppendHandoffs(
+    request: DeepPartial<BatchAppendHandoffsRequest>,
+    options?: CallOptions & CallOptionsExt,
+  ): Promise<BatchAppendHandoffsResponse>;
   /**
    * Streams every handoff appended for the client from now on, optionally only those addressed
    * to one agent, whichever gateway process wrote it. The stream ends only when the caller
