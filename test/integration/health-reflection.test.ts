@@ -112,6 +112,7 @@ describe('health and reflection', () => {
       'AppendHandoff',
       'ListHandoffs',
       'GetLatestHandoff',
+      'BatchAppendHandoffs',
       'WatchHandoffs',
     ]);
     expect(service?.method.find((m) => m.name === 'WatchHandoffs')?.serverStreaming).toBe(true);
