@@ -33,6 +33,8 @@ export function createGrpcServer(ctx: GatewayContext): { server: Server; health:
   const server = createServer({
     'grpc.max_receive_message_length': 4 * 1024 * 1024,
     'grpc.keepalive_time_ms': 60_000,
+    // channelz keeps per-call statistics for a debugging service we do not expose.
+    'grpc.enable_channelz': 0,
   }).use(errorMapping((err) => ctx.log.error({ err }, 'call failed')));
   server.add(decodeLeniently(TenantServiceDefinition), createTenantService(ctx));
   server.add(decodeLeniently(AppointmentServiceDefinition), createAppointmentService(ctx));

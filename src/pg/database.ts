@@ -122,6 +122,14 @@ export class Database {
 
   /** pool.connect() raced against `signal`; an abandoned checkout goes back to the pool unused. */
   async #checkout(signal: AbortSignal | undefined): Promise<pg.PoolClient> {
+    // Hot path: with an idle connection the checkout cannot wait, so there is nothing to race.
+    if (this.#pool.idleCount > 0 || !signal) {
+      try {
+        return await this.#pool.connect();
+      } catch (err) {
+        throw translatePgError(err, this.label, signal);
+      }
+    }
     const connecting = this.#pool.connect();
     let onAbort: (() => void) | undefined;
     const aborted = new Promise<never>((_, reject) => {
