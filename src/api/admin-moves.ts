@@ -1,6 +1,6 @@
 import { on } from 'node:events';
 import type { MoveRecord, MoveState as DomainMoveState } from '../catalog/move-journal.js';
-import { ShardgateError, invalidArgument, notFound } from '../core/errors.js';
+import { ShardgateError, invalidArgument, isShardgateError, notFound } from '../core/errors.js';
 import { parseClientId, parseShardName } from '../core/ids.js';
 import {
   MovePhase,
@@ -98,13 +98,21 @@ export function createMoveHandlers(ctx: GatewayContext): MoveHandlers {
       const updates = on(ctx.mover, 'progress', { signal });
       const mine = new Set<string>();
       const end = { endOfRebalance: true };
+      // A planned move that cannot even start (the client is already moving, say) is reported as
+      // failed in this stream, so `finished` always reaches `total`.
+      const unstarted = new Map<object, Move>();
       let finished = 0;
       const done = runPool(planned, req.maxConcurrentMoves || 2, async (p) => {
-        const move = await ctx.mover.start({
-          clientId: p.clientId,
-          target: p.to,
-          reason: p.reason,
-        });
+        let move: MoveRecord;
+        try {
+          move = await ctx.mover.start({ clientId: p.clientId, target: p.to, reason: p.reason });
+        } catch (err) {
+          if (!isShardgateError(err)) ctx.log.error({ err }, 'a planned move could not start');
+          const token = {};
+          unstarted.set(token, unstartedMove(p, err));
+          ctx.mover.emit('progress', token);
+          return undefined;
+        }
         mine.add(move.id);
         return ctx.mover.run(move.id);
       }).finally(() => ctx.mover.emit('progress', end));
@@ -112,6 +120,11 @@ export function createMoveHandlers(ctx: GatewayContext): MoveHandlers {
       try {
         for await (const [next] of updates) {
           if (next === end) break;
+          const failedToStart = unstarted.get(next as object);
+          if (failedToStart) {
+            yield { move: failedToStart, finished: ++finished, total };
+            continue;
+          }
           const m = next as MoveRecord;
           if (!mine.has(m.id)) continue;
           if (m.state !== 'running') finished++;
@@ -167,6 +180,31 @@ export function createMoveHandlers(ctx: GatewayContext): MoveHandlers {
       }
       return { move: moveToProto((await ctx.journal.requestCancel(id, signal)) ?? move) };
     },
+  };
+}
+
+/** A planned move that could not start, as the Rebalance stream reports it (it has no journal row). */
+function unstartedMove(p: PlannedMove, err: unknown): Move {
+  const now = new Date();
+  return {
+    id: '',
+    clientId: p.clientId,
+    sourceShard: p.from,
+    targetShard: p.to,
+    phase: MovePhase.MOVE_PHASE_PENDING,
+    state: MoveState.MOVE_STATE_FAILED,
+    reason: REASONS[p.reason],
+    rowsCopied: 0,
+    rowsTotal: 0,
+    bytesTotal: p.sizeBytes,
+    writePauseMs: 0,
+    etaSeconds: 0,
+    error: isShardgateError(err)
+      ? `did not start: ${err.message}`
+      : 'did not start: internal error',
+    createdAt: now,
+    updatedAt: now,
+    finishedAt: now,
   };
 }
 

@@ -27,8 +27,10 @@ import {
   handoffInput,
   moveTo,
   shardUrl,
+  startGatewayWithFailpoints,
   strayState,
 } from '../support/move-helpers.js';
+import { Failpoints } from '../../src/core/failpoints.js';
 
 /** Runs `fn` on every item with at most `limit` in flight. */
 async function mapLimit<T, R>(
@@ -444,5 +446,57 @@ describe('moves between shard databases, regressions', () => {
       Status.FAILED_PRECONDITION,
     );
     expect((await gw.client.admin.locate({ clientId: c!.clientId })).shard).toBe('shard-1');
+  });
+});
+
+describe('Rebalance reports every planned move', () => {
+  let topology: TestTopology;
+  let gw: TestGateway;
+  const failpoints = new Failpoints();
+  beforeAll(async () => {
+    topology = await createTestTopology(3);
+    gw = await startGatewayWithFailpoints(topology, failpoints);
+  });
+  afterAll(async () => {
+    await gw?.gateway.context.mover.idle();
+    await gw?.close();
+  });
+
+  it('a planned move that cannot start is streamed as FAILED, so finished reaches total', async () => {
+    // Regression: such a move vanished from the stream and `finished` never reached `total`.
+    const on3: string[] = [];
+    while (on3.length < 2) {
+      const clientId = freshClientId('rb');
+      const { tenant } = await gw.client.tenants.createTenant({ clientId });
+      if (tenant!.shard === 'shard-3') on3.push(clientId);
+    }
+    const [busy, free] = on3 as [string, string];
+    // A manual move of `busy`, held in its copy, so the rebalance cannot start another one.
+    const gate = failpoints.hold('move.copying');
+    const manual = moveTo(gw.client, busy, 'shard-1');
+    await gate.reached;
+    try {
+      await gw.client.admin.drainShard({ name: 'shard-3' });
+      const seen: RebalanceResponse[] = [];
+      for await (const msg of gw.client.admin.rebalance({ maxConcurrentMoves: 2, limit: 0 })) {
+        seen.push(msg);
+      }
+      const last = seen.at(-1)!;
+      expect(last.finished).toBe(last.total);
+      expect(last.total).toBe(2);
+      const ended = seen.filter((m) => m.move!.state !== MoveState.MOVE_STATE_RUNNING);
+      const byClient = new Map(ended.map((m) => [m.move!.clientId, m.move!]));
+      expect(byClient.get(busy)).toMatchObject({
+        id: '',
+        state: MoveState.MOVE_STATE_FAILED,
+        reason: MoveReason.MOVE_REASON_DRAIN,
+      });
+      expect(byClient.get(busy)!.error).toContain('already being moved');
+      expect(byClient.get(free)!.state).toBe(MoveState.MOVE_STATE_SUCCEEDED);
+    } finally {
+      gate.release();
+    }
+    expect((await manual).at(-1)!.state).toBe(MoveState.MOVE_STATE_SUCCEEDED);
+    expect((await gw.client.admin.locate({ clientId: busy })).shard).toBe('shard-1');
   });
 });
