@@ -13,6 +13,7 @@ import {
   withPg,
   type TestGateway,
   type TestTopology,
+  eventually,
 } from '../support/harness.js';
 
 /** Runs `fn` on every item with at most `limit` in flight; results in input order. */
@@ -31,19 +32,6 @@ async function mapLimit<T, R>(
   };
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
   return results;
-}
-
-/** Retries `check` until it stops throwing or `timeoutMs` passes (changes arrive by LISTEN/NOTIFY). */
-async function eventually<T>(check: () => Promise<T>, timeoutMs = 5_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      return await check();
-    } catch (err) {
-      if (Date.now() > deadline) throw err;
-      await new Promise((r) => setTimeout(r, 25));
-    }
-  }
 }
 
 function shardUrl(topology: TestTopology, shard: string): string {

@@ -4,6 +4,7 @@ import pg from 'pg';
 import { inject } from 'vitest';
 import { createShardgateClient, type ShardgateClient } from '../../src/client/index.js';
 import { configSchema, type GatewayConfig } from '../../src/core/config.js';
+import type { Failpoints } from '../../src/core/failpoints.js';
 import { startGateway, type RunningGateway } from '../../src/gateway.js';
 
 /** Databases made for one test file: its own catalog and shards, so files never share routing. */
@@ -72,6 +73,7 @@ export const silentLog = pino({ level: process.env.SHARDGATE_TEST_LOG ?? 'silent
 export async function startTestGateway(
   topology: TestTopology,
   overrides: Partial<GatewayConfig> = {},
+  options: { failpoints?: Failpoints } = {},
 ): Promise<TestGateway> {
   const config = configSchema.parse({
     listen: '127.0.0.1:0',
@@ -79,7 +81,7 @@ export async function startTestGateway(
     shards: topology.shards,
     ...overrides,
   }) as GatewayConfig & { catalogUrl: string };
-  const gateway = await startGateway(config, silentLog);
+  const gateway = await startGateway(config, silentLog, options);
   const client = createShardgateClient({ address: gateway.address, defaultDeadlineMs: 15_000 });
   return {
     gateway,
@@ -126,4 +128,21 @@ export async function errorOf(
     throw err;
   }
   throw new Error('expected the call to fail, but it succeeded');
+}
+
+/** Retries `check` until it stops throwing or `timeoutMs` passes (changes arrive by LISTEN/NOTIFY). */
+export async function eventually<T>(
+  check: () => Promise<T>,
+  timeoutMs = 10_000,
+  everyMs = 25,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      return await check();
+    } catch (err) {
+      if (Date.now() > deadline) throw err;
+      await new Promise((r) => setTimeout(r, everyMs));
+    }
+  }
 }

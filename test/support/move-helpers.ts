@@ -1,9 +1,7 @@
-import { createShardgateClient, type ShardgateClient } from '../../src/client/index.js';
-import { configSchema, type GatewayConfig } from '../../src/core/config.js';
+import type { ShardgateClient } from '../../src/client/index.js';
 import type { Failpoints } from '../../src/core/failpoints.js';
-import { startGateway } from '../../src/gateway.js';
 import type { Move } from '../../src/gen/shardgate/v1/admin.js';
-import { silentLog, withPg, type TestGateway, type TestTopology } from './harness.js';
+import { startTestGateway, withPg, type TestGateway, type TestTopology } from './harness.js';
 
 /** Runs MoveTenant to its end and returns every progress message. */
 export async function moveTo(
@@ -16,22 +14,7 @@ export async function moveTo(
   return seen;
 }
 
-/** Retries `check` until it stops throwing or `timeoutMs` passes. */
-export async function eventually<T>(
-  check: () => Promise<T>,
-  timeoutMs = 10_000,
-  everyMs = 25,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      return await check();
-    } catch (err) {
-      if (Date.now() > deadline) throw err;
-      await new Promise((r) => setTimeout(r, everyMs));
-    }
-  }
-}
+export { eventually } from './harness.js';
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -167,19 +150,5 @@ export async function startGatewayWithFailpoints(
   topology: TestTopology,
   failpoints: Failpoints,
 ): Promise<TestGateway> {
-  const config = configSchema.parse({
-    listen: '127.0.0.1:0',
-    catalogUrl: topology.catalogUrl,
-    shards: topology.shards,
-  }) as GatewayConfig & { catalogUrl: string };
-  const gateway = await startGateway(config, silentLog, { failpoints });
-  const client = createShardgateClient({ address: gateway.address, defaultDeadlineMs: 15_000 });
-  return {
-    gateway,
-    client,
-    async close() {
-      client.close();
-      await gateway.close(1_000);
-    },
-  };
+  return startTestGateway(topology, {}, { failpoints });
 }
