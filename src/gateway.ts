@@ -82,6 +82,8 @@ export async function startGateway(
 
   await catalog.watch((event) => {
     if (event.kind === 'tenant') router.invalidate(event.clientId);
+    // TODO(#4): the token verifier's cache drops event.tokenId (being written in this session).
+    else if (event.kind === 'token') return;
     else {
       if (event.kind === 'resync') router.clear();
       void refreshTopology();
@@ -100,6 +102,7 @@ export async function startGateway(
     log,
   });
   const context: GatewayContext = {
+    config,
     catalog,
     router,
     pools,

@@ -7,7 +7,9 @@ import {
   type AdminServiceImplementation,
   type Shard,
 } from '../gen/shardgate/v1/admin.js';
+import { createAuditHandlers } from './admin-audit.js';
 import { createMoveHandlers } from './admin-moves.js';
+import { createTokenHandlers } from './admin-tokens.js';
 import { tenantStatusToProto } from './convert.js';
 import type { GatewayContext } from './gateway-context.js';
 
@@ -93,6 +95,8 @@ export function createAdminService(ctx: GatewayContext): AdminServiceImplementat
     },
 
     ...createMoveHandlers(ctx),
+    ...createTokenHandlers(ctx),
+    ...createAuditHandlers(ctx),
   };
 }
 

@@ -12,6 +12,8 @@ export const statusByCode: Readonly<Record<ErrorCode, Status>> = {
   'deadline-exceeded': Status.DEADLINE_EXCEEDED,
   cancelled: Status.CANCELLED,
   'resource-exhausted': Status.RESOURCE_EXHAUSTED,
+  unauthenticated: Status.UNAUTHENTICATED,
+  'permission-denied': Status.PERMISSION_DENIED,
   internal: Status.INTERNAL,
 };
 

@@ -1,6 +1,7 @@
 import type { Catalog } from '../catalog/catalog.js';
 import type { MoveJournal } from '../catalog/move-journal.js';
 import type { TopologyAdmin } from '../catalog/topology-admin.js';
+import type { GatewayConfig } from '../core/config.js';
 import { isShardgateError, ShardgateError, tenantNotActive } from '../core/errors.js';
 import { parseClientId, type ClientId } from '../core/ids.js';
 import type { Database } from '../pg/database.js';
@@ -12,6 +13,7 @@ import type { SharedStore } from '../shared-db/shared-store.js';
 
 /** What the handlers share: the wired-up parts of one gateway process. */
 export interface GatewayContext {
+  readonly config: GatewayConfig;
   readonly catalog: Catalog;
   readonly router: Router;
   readonly pools: ShardPools;

@@ -10,6 +10,9 @@ import { StateServiceDefinition } from '../gen/shardgate/v1/state.js';
 import { TenantServiceDefinition } from '../gen/shardgate/v1/tenant.js';
 import { createAdminService } from './admin-service.js';
 import { createAppointmentService } from './appointment-service.js';
+import { auditAdminActions } from './audit-middleware.js';
+import { authenticate } from './auth-middleware.js';
+import { enforceLimits } from './limits-middleware.js';
 import { toServerError } from './error-status.js';
 import type { GatewayContext } from './gateway-context.js';
 import { decodeLeniently, rejectUndecodable } from './lenient-decoding.js';
@@ -31,11 +34,18 @@ export const serviceNames = [
 /** A gRPC server with every shardgate service, grpc.health.v1 and server reflection. */
 export function createGrpcServer(ctx: GatewayContext): { server: Server; health: HealthState } {
   const server = createServer({
-    'grpc.max_receive_message_length': 4 * 1024 * 1024,
+    'grpc.max_receive_message_length': ctx.config.limits.maxMessageBytes,
+    'grpc.max_send_message_length': ctx.config.limits.maxMessageBytes,
     'grpc.keepalive_time_ms': 60_000,
     // channelz keeps per-call statistics for a debugging service we do not expose.
     'grpc.enable_channelz': 0,
-  }).use(errorMapping((err) => ctx.log.error({ err }, 'call failed')));
+  })
+    // Order matters: errors of every later step get mapped; nothing runs before authentication;
+    // admin actions are audited whatever their outcome; limits apply to authenticated callers.
+    .use(errorMapping((err) => ctx.log.error({ err }, 'call failed')))
+    .use(authenticate(ctx))
+    .use(auditAdminActions(ctx))
+    .use(enforceLimits(ctx));
   server.add(decodeLeniently(TenantServiceDefinition), createTenantService(ctx));
   server.add(decodeLeniently(AppointmentServiceDefinition), createAppointmentService(ctx));
   server.add(decodeLeniently(HandoffServiceDefinition), createHandoffService(ctx));

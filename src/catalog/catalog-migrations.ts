@@ -94,4 +94,46 @@ export const catalogMigrations: readonly { version: number; name: string; sql: s
       ALTER TABLE shardgate.tenants ADD COLUMN placement_epoch bigint NOT NULL DEFAULT 1;
     `,
   },
+  {
+    version: 4,
+    name: 'bearer tokens and the audit log',
+    sql: `
+      CREATE TABLE shardgate.tokens (
+        id text PRIMARY KEY,
+        -- SHA-256 of the whole secret; the secret itself is never stored.
+        secret_sha256 bytea NOT NULL,
+        display_name text NOT NULL,
+        scope text NOT NULL,
+        created_by text NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT date_trunc('milliseconds', now()),
+        expires_at timestamptz,
+        revoked_at timestamptz
+      );
+      CREATE INDEX tokens_created_idx ON shardgate.tokens (created_at DESC, id DESC);
+      -- A revoked (or deleted) token must stop working on every gateway at once: they cache
+      -- verified tokens and drop them on this notification.
+      CREATE FUNCTION shardgate.notify_token_change() RETURNS trigger
+        LANGUAGE plpgsql SET search_path = pg_catalog AS $$
+      BEGIN
+        PERFORM pg_notify('shardgate_catalog', 'k:' || OLD.id);
+        RETURN NULL;
+      END $$;
+      CREATE TRIGGER tokens_notify AFTER UPDATE OR DELETE ON shardgate.tokens
+        FOR EACH ROW EXECUTE FUNCTION shardgate.notify_token_change();
+
+      CREATE TABLE shardgate.audit_events (
+        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        created_at timestamptz NOT NULL DEFAULT date_trunc('milliseconds', now()),
+        actor text NOT NULL,
+        actor_name text NOT NULL,
+        method text NOT NULL,
+        target text NOT NULL,
+        request jsonb NOT NULL,
+        outcome text NOT NULL,
+        error text NOT NULL DEFAULT ''
+      );
+      CREATE INDEX audit_events_actor_idx ON shardgate.audit_events (actor, id DESC);
+      CREATE INDEX audit_events_method_idx ON shardgate.audit_events (method, id DESC);
+    `,
+  },
 ];

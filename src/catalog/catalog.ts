@@ -59,6 +59,8 @@ export interface ListTenantsQuery {
 /** A change seen on the catalog's change feed. */
 export type CatalogEvent =
   | { readonly kind: 'tenant'; readonly clientId: string }
+  /** A token was revoked or deleted: drop it from any cache of verified tokens. */
+  | { readonly kind: 'token'; readonly tokenId: string }
   | { readonly kind: 'topology' }
   | { readonly kind: 'resync' };
 

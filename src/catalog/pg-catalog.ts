@@ -276,6 +276,7 @@ export class PgCatalog implements Catalog {
     listener.on('notification', (payload: string) => {
       if (payload === 's') onChange({ kind: 'topology' });
       else if (payload.startsWith('t:')) onChange({ kind: 'tenant', clientId: payload.slice(2) });
+      else if (payload.startsWith('k:')) onChange({ kind: 'token', tokenId: payload.slice(2) });
     });
     await listener.start();
   }

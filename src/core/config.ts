@@ -58,6 +58,54 @@ export const configSchema = z
         maxLifetimeSeconds: z.number().int().min(0).default(600),
       })
       .prefault({}),
+    auth: z
+      .object({
+        /**
+         * Require a bearer token (`authorization: Bearer <secret>`) on every call but health checks.
+         * Off by default so the embedded quick start works on 127.0.0.1 (with a warning); the
+         * gateway refuses to listen on a non-loopback address while it is off.
+         */
+        required: z.boolean().default(false),
+        /**
+         * A bootstrap admin secret (at least 32 characters), accepted with the `admin` scope: use
+         * it to create real tokens with `shardctl tokens create`, then remove it. Unset: none.
+         */
+        adminToken: z.string().min(32, 'at least 32 characters').optional(),
+      })
+      .strict()
+      .prefault({}),
+    /** TLS for the gRPC server. Unset: plaintext (loopback or behind a TLS-terminating proxy). */
+    tls: z
+      .object({
+        /** PEM certificate chain file of the server. */
+        certFile: z.string().min(1),
+        /** PEM private key file of the server. */
+        keyFile: z.string().min(1),
+        /** PEM CA file: when set, callers must present a certificate it signed (mutual TLS). */
+        clientCaFile: z.string().min(1).optional(),
+      })
+      .strict()
+      .optional(),
+    limits: z
+      .object({
+        /** Largest request or response message, in bytes. */
+        maxMessageBytes: z
+          .number()
+          .int()
+          .min(64 * 1024)
+          .max(64 * 1024 * 1024)
+          .default(4 * 1024 * 1024),
+        /** Longest a unary call may run, whatever deadline the caller set (streams are exempt). */
+        maxDeadlineMs: z.number().int().min(100).default(60_000),
+        /** Sustained calls per second per client, per gateway process (token bucket rate). */
+        clientRatePerSecond: z.number().min(1).default(1_000),
+        /** Calls a client may make in a burst above its rate (token bucket size). */
+        clientBurst: z.number().int().min(1).default(2_000),
+        /** Calls of one client running at once in this process; more fail RESOURCE_EXHAUSTED. */
+        clientMaxInFlight: z.number().int().min(1).default(64),
+      })
+      .strict()
+      .prefault({}),
     /** pino log level. */
     logLevel: z
       .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
@@ -68,3 +116,6 @@ export const configSchema = z
 export type GatewayConfig = z.infer<typeof configSchema>;
 export type ShardConfig = z.infer<typeof shardSchema>;
 export type PoolConfig = GatewayConfig['pool'];
+export type AuthConfig = GatewayConfig['auth'];
+export type TlsConfig = NonNullable<GatewayConfig['tls']>;
+export type LimitsConfig = GatewayConfig['limits'];

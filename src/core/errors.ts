@@ -9,6 +9,8 @@ export const errorCodes = [
   'deadline-exceeded',
   'cancelled',
   'resource-exhausted',
+  'unauthenticated',
+  'permission-denied',
   'internal',
 ] as const;
 export type ErrorCode = (typeof errorCodes)[number];

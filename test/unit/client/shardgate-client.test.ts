@@ -113,6 +113,10 @@ const admin: AdminServiceImplementation = {
   listMoves: unimplemented,
   getMove: unimplemented,
   cancelMove: unimplemented,
+  createToken: unimplemented,
+  listTokens: unimplemented,
+  revokeToken: unimplemented,
+  listAuditEvents: unimplemented,
 };
 
 const state: StateServiceImplementation = {

@@ -105,7 +105,15 @@ export interface CreateAppointmentRequest {
   /** The client that owns the appointment. */
   clientId: string;
   /** The appointment; id, created_at and updated_at are ignored. */
-  appointment?: Appointment | undefined;
+  appointment?:
+    | Appointment
+    | undefined;
+  /**
+   * Idempotency key (AIP-155), a UUID chosen by the caller. A retry with the same request_id
+   * and the same request has one effect and returns the first call's result; the same
+   * request_id with a different request fails FAILED_PRECONDITION. Empty: no deduplication.
+   */
+  requestId: string;
 }
 
 /** Response of CreateAppointment. */
@@ -197,6 +205,12 @@ export interface BatchCreateAppointmentsRequest {
   clientId: string;
   /** The appointments (1 to 1000); id, created_at and updated_at are ignored. */
   appointments: Appointment[];
+  /**
+   * Idempotency key (AIP-155), a UUID chosen by the caller. A retry with the same request_id
+   * and the same request has one effect and returns the first call's result; the same
+   * request_id with a different request fails FAILED_PRECONDITION. Empty: no deduplication.
+   */
+  requestId: string;
 }
 
 /** Response of BatchCreateAppointments. */
@@ -399,7 +413,7 @@ export const Appointment: MessageFns<Appointment> = {
 };
 
 function createBaseCreateAppointmentRequest(): CreateAppointmentRequest {
-  return { clientId: "", appointment: undefined };
+  return { clientId: "", appointment: undefined, requestId: "" };
 }
 
 export const CreateAppointmentRequest: MessageFns<CreateAppointmentRequest> = {
@@ -409,6 +423,9 @@ export const CreateAppointmentRequest: MessageFns<CreateAppointmentRequest> = {
     }
     if (message.appointment !== undefined) {
       Appointment.encode(message.appointment, writer.uint32(18).fork()).join();
+    }
+    if (message.requestId !== "") {
+      writer.uint32(26).string(message.requestId);
     }
     return writer;
   },
@@ -442,6 +459,14 @@ export const CreateAppointmentRequest: MessageFns<CreateAppointmentRequest> = {
             message.appointment = Appointment.decode(reader, reader.uint32());
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.requestId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -462,6 +487,11 @@ export const CreateAppointmentRequest: MessageFns<CreateAppointmentRequest> = {
         ? globalThis.String(object.client_id)
         : "",
       appointment: isSet(object.appointment) ? Appointment.fromJSON(object.appointment) : undefined,
+      requestId: isSet(object.requestId)
+        ? globalThis.String(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.String(object.request_id)
+        : "",
     };
   },
 
@@ -472,6 +502,9 @@ export const CreateAppointmentRequest: MessageFns<CreateAppointmentRequest> = {
     }
     if (message.appointment !== undefined) {
       obj.appointment = Appointment.toJSON(message.appointment);
+    }
+    if (message.requestId !== "") {
+      obj.requestId = message.requestId;
     }
     return obj;
   },
@@ -485,6 +518,7 @@ export const CreateAppointmentRequest: MessageFns<CreateAppointmentRequest> = {
     message.appointment = (object.appointment !== undefined && object.appointment !== null)
       ? Appointment.fromPartial(object.appointment)
       : undefined;
+    message.requestId = object.requestId ?? "";
     return message;
   },
 };
@@ -1338,7 +1372,7 @@ export const CancelAppointmentResponse: MessageFns<CancelAppointmentResponse> = 
 };
 
 function createBaseBatchCreateAppointmentsRequest(): BatchCreateAppointmentsRequest {
-  return { clientId: "", appointments: [] };
+  return { clientId: "", appointments: [], requestId: "" };
 }
 
 export const BatchCreateAppointmentsRequest: MessageFns<BatchCreateAppointmentsRequest> = {
@@ -1348,6 +1382,9 @@ export const BatchCreateAppointmentsRequest: MessageFns<BatchCreateAppointmentsR
     }
     for (const v of message.appointments) {
       Appointment.encode(v!, writer.uint32(18).fork()).join();
+    }
+    if (message.requestId !== "") {
+      writer.uint32(26).string(message.requestId);
     }
     return writer;
   },
@@ -1381,6 +1418,14 @@ export const BatchCreateAppointmentsRequest: MessageFns<BatchCreateAppointmentsR
             message.appointments.push(Appointment.decode(reader, reader.uint32()));
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.requestId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1403,6 +1448,11 @@ export const BatchCreateAppointmentsRequest: MessageFns<BatchCreateAppointmentsR
       appointments: globalThis.Array.isArray(object?.appointments)
         ? object.appointments.map((e: any) => Appointment.fromJSON(e))
         : [],
+      requestId: isSet(object.requestId)
+        ? globalThis.String(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.String(object.request_id)
+        : "",
     };
   },
 
@@ -1414,6 +1464,9 @@ export const BatchCreateAppointmentsRequest: MessageFns<BatchCreateAppointmentsR
     if (message.appointments?.length) {
       obj.appointments = message.appointments.map((e) => Appointment.toJSON(e));
     }
+    if (message.requestId !== "") {
+      obj.requestId = message.requestId;
+    }
     return obj;
   },
 
@@ -1424,6 +1477,7 @@ export const BatchCreateAppointmentsRequest: MessageFns<BatchCreateAppointmentsR
     const message = createBaseBatchCreateAppointmentsRequest();
     message.clientId = object.clientId ?? "";
     message.appointments = object.appointments?.map((e) => Appointment.fromPartial(e)) || [];
+    message.requestId = object.requestId ?? "";
     return message;
   },
 };

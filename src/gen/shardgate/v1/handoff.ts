@@ -37,7 +37,15 @@ export interface AppendHandoffRequest {
   /** The client the work is for. */
   clientId: string;
   /** The handoff; id and created_at are ignored. */
-  handoff?: Handoff | undefined;
+  handoff?:
+    | Handoff
+    | undefined;
+  /**
+   * Idempotency key (AIP-155), a UUID chosen by the caller. A retry with the same request_id
+   * and the same request has one effect and returns the first call's result; the same
+   * request_id with a different request fails FAILED_PRECONDITION. Empty: no deduplication.
+   */
+  requestId: string;
 }
 
 /** Response of AppendHandoff. */
@@ -108,6 +116,12 @@ export interface BatchAppendHandoffsRequest {
   clientId: string;
   /** The handoffs (1 to 1000); id and created_at are ignored. */
   handoffs: Handoff[];
+  /**
+   * Idempotency key (AIP-155), a UUID chosen by the caller. A retry with the same request_id
+   * and the same request has one effect and returns the first call's result; the same
+   * request_id with a different request fails FAILED_PRECONDITION. Empty: no deduplication.
+   */
+  requestId: string;
 }
 
 /** Response of BatchAppendHandoffs. */
@@ -278,7 +292,7 @@ export const Handoff: MessageFns<Handoff> = {
 };
 
 function createBaseAppendHandoffRequest(): AppendHandoffRequest {
-  return { clientId: "", handoff: undefined };
+  return { clientId: "", handoff: undefined, requestId: "" };
 }
 
 export const AppendHandoffRequest: MessageFns<AppendHandoffRequest> = {
@@ -288,6 +302,9 @@ export const AppendHandoffRequest: MessageFns<AppendHandoffRequest> = {
     }
     if (message.handoff !== undefined) {
       Handoff.encode(message.handoff, writer.uint32(18).fork()).join();
+    }
+    if (message.requestId !== "") {
+      writer.uint32(26).string(message.requestId);
     }
     return writer;
   },
@@ -321,6 +338,14 @@ export const AppendHandoffRequest: MessageFns<AppendHandoffRequest> = {
             message.handoff = Handoff.decode(reader, reader.uint32());
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.requestId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -341,6 +366,11 @@ export const AppendHandoffRequest: MessageFns<AppendHandoffRequest> = {
         ? globalThis.String(object.client_id)
         : "",
       handoff: isSet(object.handoff) ? Handoff.fromJSON(object.handoff) : undefined,
+      requestId: isSet(object.requestId)
+        ? globalThis.String(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.String(object.request_id)
+        : "",
     };
   },
 
@@ -351,6 +381,9 @@ export const AppendHandoffRequest: MessageFns<AppendHandoffRequest> = {
     }
     if (message.handoff !== undefined) {
       obj.handoff = Handoff.toJSON(message.handoff);
+    }
+    if (message.requestId !== "") {
+      obj.requestId = message.requestId;
     }
     return obj;
   },
@@ -364,6 +397,7 @@ export const AppendHandoffRequest: MessageFns<AppendHandoffRequest> = {
     message.handoff = (object.handoff !== undefined && object.handoff !== null)
       ? Handoff.fromPartial(object.handoff)
       : undefined;
+    message.requestId = object.requestId ?? "";
     return message;
   },
 };
@@ -1052,7 +1086,7 @@ export const WatchHandoffsResponse: MessageFns<WatchHandoffsResponse> = {
 };
 
 function createBaseBatchAppendHandoffsRequest(): BatchAppendHandoffsRequest {
-  return { clientId: "", handoffs: [] };
+  return { clientId: "", handoffs: [], requestId: "" };
 }
 
 export const BatchAppendHandoffsRequest: MessageFns<BatchAppendHandoffsRequest> = {
@@ -1062,6 +1096,9 @@ export const BatchAppendHandoffsRequest: MessageFns<BatchAppendHandoffsRequest> 
     }
     for (const v of message.handoffs) {
       Handoff.encode(v!, writer.uint32(18).fork()).join();
+    }
+    if (message.requestId !== "") {
+      writer.uint32(26).string(message.requestId);
     }
     return writer;
   },
@@ -1095,6 +1132,14 @@ export const BatchAppendHandoffsRequest: MessageFns<BatchAppendHandoffsRequest> 
             message.handoffs.push(Handoff.decode(reader, reader.uint32()));
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.requestId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1115,6 +1160,11 @@ export const BatchAppendHandoffsRequest: MessageFns<BatchAppendHandoffsRequest> 
         ? globalThis.String(object.client_id)
         : "",
       handoffs: globalThis.Array.isArray(object?.handoffs) ? object.handoffs.map((e: any) => Handoff.fromJSON(e)) : [],
+      requestId: isSet(object.requestId)
+        ? globalThis.String(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.String(object.request_id)
+        : "",
     };
   },
 
@@ -1126,6 +1176,9 @@ export const BatchAppendHandoffsRequest: MessageFns<BatchAppendHandoffsRequest> 
     if (message.handoffs?.length) {
       obj.handoffs = message.handoffs.map((e) => Handoff.toJSON(e));
     }
+    if (message.requestId !== "") {
+      obj.requestId = message.requestId;
+    }
     return obj;
   },
 
@@ -1136,6 +1189,7 @@ export const BatchAppendHandoffsRequest: MessageFns<BatchAppendHandoffsRequest> 
     const message = createBaseBatchAppendHandoffsRequest();
     message.clientId = object.clientId ?? "";
     message.handoffs = object.handoffs?.map((e) => Handoff.fromPartial(e)) || [];
+    message.requestId = object.requestId ?? "";
     return message;
   },
 };

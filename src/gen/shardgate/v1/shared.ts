@@ -92,7 +92,15 @@ export interface ListBenchmarksResponse {
 /** Request for AddKnowledgeEntry. */
 export interface AddKnowledgeEntryRequest {
   /** The entry; id and created_at are ignored. */
-  entry?: KnowledgeEntry | undefined;
+  entry?:
+    | KnowledgeEntry
+    | undefined;
+  /**
+   * Idempotency key (AIP-155), a UUID chosen by the caller. A retry with the same request_id
+   * and the same request has one effect and returns the first call's result; the same
+   * request_id with a different request fails FAILED_PRECONDITION. Empty: no deduplication.
+   */
+  requestId: string;
 }
 
 /** Response of AddKnowledgeEntry. */
@@ -920,13 +928,16 @@ export const ListBenchmarksResponse: MessageFns<ListBenchmarksResponse> = {
 };
 
 function createBaseAddKnowledgeEntryRequest(): AddKnowledgeEntryRequest {
-  return { entry: undefined };
+  return { entry: undefined, requestId: "" };
 }
 
 export const AddKnowledgeEntryRequest: MessageFns<AddKnowledgeEntryRequest> = {
   encode(message: AddKnowledgeEntryRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.entry !== undefined) {
       KnowledgeEntry.encode(message.entry, writer.uint32(10).fork()).join();
+    }
+    if (message.requestId !== "") {
+      writer.uint32(18).string(message.requestId);
     }
     return writer;
   },
@@ -952,6 +963,14 @@ export const AddKnowledgeEntryRequest: MessageFns<AddKnowledgeEntryRequest> = {
             message.entry = KnowledgeEntry.decode(reader, reader.uint32());
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.requestId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -965,13 +984,23 @@ export const AddKnowledgeEntryRequest: MessageFns<AddKnowledgeEntryRequest> = {
   },
 
   fromJSON(object: any): AddKnowledgeEntryRequest {
-    return { entry: isSet(object.entry) ? KnowledgeEntry.fromJSON(object.entry) : undefined };
+    return {
+      entry: isSet(object.entry) ? KnowledgeEntry.fromJSON(object.entry) : undefined,
+      requestId: isSet(object.requestId)
+        ? globalThis.String(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.String(object.request_id)
+        : "",
+    };
   },
 
   toJSON(message: AddKnowledgeEntryRequest): unknown {
     const obj: any = {};
     if (message.entry !== undefined) {
       obj.entry = KnowledgeEntry.toJSON(message.entry);
+    }
+    if (message.requestId !== "") {
+      obj.requestId = message.requestId;
     }
     return obj;
   },
@@ -984,6 +1013,7 @@ export const AddKnowledgeEntryRequest: MessageFns<AddKnowledgeEntryRequest> = {
     message.entry = (object.entry !== undefined && object.entry !== null)
       ? KnowledgeEntry.fromPartial(object.entry)
       : undefined;
+    message.requestId = object.requestId ?? "";
     return message;
   },
 };
