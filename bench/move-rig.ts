@@ -43,7 +43,7 @@ export async function startRig(cleanup: Cleanup, replWorkers?: number): Promise<
   if (replWorkers !== undefined) {
     progress(`max_logical_replication_workers = ${replWorkers} on the shard servers (restart)…`);
     await Promise.all(
-      cluster.servers.slice(1).map((s, i) => raiseWorkers(s, cluster.shards[i]!.url, replWorkers)),
+      cluster.servers.slice(1).map((s) => raiseWorkers(s, s.urlFor('postgres'), replWorkers)),
     );
   }
   const shards = cluster.shards.slice(0, 3);

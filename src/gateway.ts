@@ -1,12 +1,19 @@
 import type { Logger } from 'pino';
 import { createGrpcServer } from './api/grpc-server.js';
 import type { GatewayContext } from './api/gateway-context.js';
+import { AuditLog } from './catalog/audit-log.js';
+import { exposureProblem } from './auth/exposure.js';
+import { createServerCredentials } from './auth/server-credentials.js';
+import { TokenVerifier } from './auth/token-verifier.js';
 import { PgCatalog } from './catalog/pg-catalog.js';
+import { TokenStore } from './catalog/token-store.js';
 import type { TenantRecord } from './catalog/catalog.js';
 import type { GatewayConfig } from './core/config.js';
+import { ShardgateError } from './core/errors.js';
 import type { ShardName } from './core/ids.js';
 import { migrateClientSchemas } from './jobs/schema-migrator.js';
 import { Database } from './pg/database.js';
+import { checkDatabaseRoles, shardTargets } from './pg/role-check.js';
 import { MoveJournal } from './catalog/move-journal.js';
 import { TopologyAdmin } from './catalog/topology-admin.js';
 import { Failpoints } from './core/failpoints.js';
@@ -38,6 +45,15 @@ export async function startGateway(
   log: Logger,
   options: { failpoints?: Failpoints } = {},
 ): Promise<RunningGateway> {
+  const exposed = exposureProblem(config);
+  if (exposed) throw new ShardgateError('failed-precondition', exposed);
+  if (!config.auth.required) {
+    log.warn(
+      { listen: config.listen },
+      'auth.required is off: every local caller without a token is admin; set SHARDGATE_AUTH_REQUIRED=true outside development',
+    );
+  }
+  const credentials = createServerCredentials(config.tls);
   const dbOptions = {
     ...config.pool,
     onError: (err: Error) => log.warn({ err }, 'idle connection error'),
@@ -54,13 +70,34 @@ export async function startGateway(
     log.warn({ err, shard }, 'idle shard connection error'),
   );
 
+  // Before anything is created or registered: a refused superuser must have made nothing.
+  await checkDatabaseRoles(
+    [
+      { url: config.catalogUrl, label: 'the catalog' },
+      { url: sharedUrl, label: 'the shared database' },
+      ...shardTargets(config.shards),
+    ],
+    config,
+    log,
+  );
   await catalog.migrate();
   await shared.migrate();
   await catalog.registerShards(
     config.shards.map((s) => ({ name: s.name as ShardName, url: s.url, weight: s.weight })),
     config.ring.vnodes,
   );
+  await checkDatabaseRoles(
+    shardTargets((await catalog.loadTopology()).shards, config.shards),
+    config,
+    log,
+  );
 
+  const tokens = new TokenStore(catalogDb);
+  const verifier = new TokenVerifier({
+    loadToken: (id) => tokens.get(id),
+    cacheTrusted: () => catalog.watching,
+    bootstrapSecret: config.auth.adminToken,
+  });
   const router = new Router({
     loadPlacement: async (clientId, signal) => {
       const tenant = await catalog.getTenant(clientId, signal);
@@ -82,10 +119,12 @@ export async function startGateway(
 
   await catalog.watch((event) => {
     if (event.kind === 'tenant') router.invalidate(event.clientId);
-    // TODO(#4): the token verifier's cache drops event.tokenId (being written in this session).
-    else if (event.kind === 'token') return;
+    else if (event.kind === 'token') verifier.forget(event.tokenId);
     else {
-      if (event.kind === 'resync') router.clear();
+      if (event.kind === 'resync') {
+        router.clear();
+        verifier.clear();
+      }
       void refreshTopology();
     }
   });
@@ -111,12 +150,15 @@ export async function startGateway(
     topologyAdmin: new TopologyAdmin(catalogDb),
     journal,
     mover,
+    tokens,
+    verifier,
+    audit: new AuditLog(catalogDb),
     refreshTopology,
-    probeShard: (url, signal) => probeShard(url, config, signal),
+    probeShard: (url, signal) => probeShard(url, config, signal, log),
     log,
   };
   const { server, health } = createGrpcServer(context);
-  const port = await server.listen(config.listen);
+  const port = await server.listen(config.listen, credentials);
   const host = config.listen.slice(0, config.listen.lastIndexOf(':'));
   health.setStatus('healthy');
 
@@ -150,11 +192,15 @@ export async function startGateway(
 /** How often a gateway looks for moves whose process died. */
 const MOVE_RECOVERY_INTERVAL_MS = 3_000;
 
-/** Connects to a would-be shard; returns which database it is (UNAVAILABLE when it does not answer). */
+/**
+ * Connects to a would-be shard; returns which database it is (UNAVAILABLE when it does not answer).
+ * A superuser URL is refused (FAILED_PRECONDITION) unless database.allowSuperuser.
+ */
 async function probeShard(
   url: string,
   config: GatewayConfig,
   signal: AbortSignal,
+  log: Logger,
 ): Promise<string> {
   const db = new Database({
     ...config.pool,
@@ -164,7 +210,9 @@ async function probeShard(
     onError: () => undefined,
   });
   try {
-    return await databaseIdentity(db, signal);
+    const identity = await databaseIdentity(db, signal);
+    await checkDatabaseRoles([{ url, label: 'the new shard', shard: true }], config, log);
+    return identity;
   } finally {
     await db.close();
   }

@@ -58,8 +58,7 @@ export function createAdminService(ctx: GatewayContext): AdminServiceImplementat
 
     async addShard(req, { signal }) {
       const name = parseShardName(req.name, 'name');
-      if (!URL_PATTERN.test(req.dsn))
-        throw invalidArgument('dsn must be a postgres:// connection URL');
+      checkShardUrl(req.dsn);
       const weight = req.weight === 0 ? 100 : shardWeight(req.weight);
       const identity = await ctx.probeShard(req.dsn, signal);
       await refuseKnownDatabase(ctx, identity, signal);
@@ -116,6 +115,39 @@ async function refuseKnownDatabase(
         `that database is already registered as shard '${shard.name}'`,
       );
     }
+  }
+}
+
+// eslint-disable-next-line no-control-regex
+const CONTROL_CHARS = /[\u0000-\u001f\u007f]/;
+
+/**
+ * Checks a new shard's URL before anything connects: a postgres:// URL with a host, whose user,
+ * password and database decode, without control characters (the URL parser silently drops a
+ * tab or newline, so what connects would differ from what was typed). The driver would otherwise
+ * fail on such a URL with a TypeError (INTERNAL) or a URIError (read as an unavailable shard), or
+ * connect to its default host and port. The message never repeats the URL: it holds a password.
+ */
+function checkShardUrl(raw: string): void {
+  const malformed = invalidArgument(
+    'dsn must be a postgres://user:password@host:port/database URL without control characters',
+  );
+  if (!URL_PATTERN.test(raw) || CONTROL_CHARS.test(raw)) throw malformed;
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw malformed;
+  }
+  if (url.hostname === '') throw malformed;
+  for (const part of [url.username, url.password, url.pathname]) {
+    let decoded: string;
+    try {
+      decoded = decodeURIComponent(part);
+    } catch {
+      throw malformed;
+    }
+    if (CONTROL_CHARS.test(decoded)) throw malformed;
   }
 }
 

@@ -7,6 +7,7 @@ import type {
 import { appointments, type AppointmentFields } from '../shards/appointments.js';
 import { appointmentStatusFromProto, appointmentToProto } from './convert.js';
 import { withClient, type GatewayContext } from './gateway-context.js';
+import { createOnce, requestKeyOf } from './idempotency.js';
 import { cursorDate, cursorString, decodePageToken, encodePageToken } from './page-token.js';
 import * as v from './validate.js';
 
@@ -19,8 +20,15 @@ export function createAppointmentService(ctx: GatewayContext): AppointmentServic
     async createAppointment(req, { signal }) {
       if (!req.appointment) throw invalidArgument('appointment is required');
       const fields = newAppointment(req.appointment, 'appointment');
+      const key = requestKeyOf(req.requestId, 'CreateAppointment', fields);
       return withClient(ctx, req.clientId, signal, 'write', async (scope) => {
-        const row = await appointments.create(scope.db, scope.schema, fields, signal);
+        const row = await createOnce(
+          ctx,
+          scope,
+          key,
+          () => appointments.create(scope.db, scope.schema, fields, signal, key),
+          signal,
+        );
         return { appointment: appointmentToProto(row) };
       });
     },
@@ -28,8 +36,15 @@ export function createAppointmentService(ctx: GatewayContext): AppointmentServic
     async batchCreateAppointments(req, { signal }) {
       v.batchSize(req.appointments.length, 'appointments');
       const items = req.appointments.map((a, i) => newAppointment(a, `appointments[${i}]`));
+      const key = requestKeyOf(req.requestId, 'BatchCreateAppointments', items);
       return withClient(ctx, req.clientId, signal, 'write', async (scope) => {
-        const rows = await appointments.createMany(scope.db, scope.schema, items, signal);
+        const rows = await createOnce(
+          ctx,
+          scope,
+          key,
+          () => appointments.createMany(scope.db, scope.schema, items, signal, key),
+          signal,
+        );
         return { appointments: rows.map(appointmentToProto) };
       });
     },

@@ -1,5 +1,8 @@
+import type { AuditLog } from '../catalog/audit-log.js';
+import type { TokenVerifier } from '../auth/token-verifier.js';
 import type { Catalog } from '../catalog/catalog.js';
 import type { MoveJournal } from '../catalog/move-journal.js';
+import type { TokenStore } from '../catalog/token-store.js';
 import type { TopologyAdmin } from '../catalog/topology-admin.js';
 import type { GatewayConfig } from '../core/config.js';
 import { isShardgateError, ShardgateError, tenantNotActive } from '../core/errors.js';
@@ -22,6 +25,12 @@ export interface GatewayContext {
   readonly topologyAdmin: TopologyAdmin;
   readonly journal: MoveJournal;
   readonly mover: TenantMover;
+  /** The audit log of admin actions (written by the audit middleware). */
+  readonly audit: AuditLog;
+  /** Bearer tokens in the catalog (AdminService CreateToken, ListTokens, RevokeToken). */
+  readonly tokens: TokenStore;
+  /** Verifies bearer secrets with a cache the catalog change feed keeps honest. */
+  readonly verifier: TokenVerifier;
   /** Reloads shards and ring from the catalog now (other replicas follow by NOTIFY). */
   refreshTopology(): Promise<void>;
   /** Checks a new shard answers before it is registered and returns its database identity. */

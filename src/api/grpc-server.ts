@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { createServer, type CallContext, type Server, type ServerMiddlewareCall } from 'nice-grpc';
+import { errorDetailsServerMiddleware } from 'nice-grpc-error-details';
 import { HealthDefinition, HealthServiceImpl, HealthState } from 'nice-grpc-server-health';
 import { ServerReflection, ServerReflectionService } from 'nice-grpc-server-reflection';
 import { AdminServiceDefinition } from '../gen/shardgate/v1/admin.js';
@@ -42,6 +43,9 @@ export function createGrpcServer(ctx: GatewayContext): { server: Server; health:
   })
     // Order matters: errors of every later step get mapped; nothing runs before authentication;
     // admin actions are audited whatever their outcome; limits apply to authenticated callers.
+    // Outermost: encodes the details of a RichServerError (RetryInfo of a refused call), which
+    // errorMapping passes through unchanged, into the grpc-status-details-bin trailer.
+    .use(errorDetailsServerMiddleware)
     .use(errorMapping((err) => ctx.log.error({ err }, 'call failed')))
     .use(authenticate(ctx))
     .use(auditAdminActions(ctx))

@@ -2,9 +2,10 @@ import { on, EventEmitter } from 'node:events';
 import { invalidArgument, notFound, placementStale } from '../core/errors.js';
 import type { Placement } from '../router/router.js';
 import type { Handoff, HandoffServiceImplementation } from '../gen/shardgate/v1/handoff.js';
-import { handoffs, type HandoffRecord } from '../shards/handoffs.js';
+import { handoffs, type HandoffRecord, type NewHandoff } from '../shards/handoffs.js';
 import { handoffToProto } from './convert.js';
 import { openClientScope, withClient, type GatewayContext } from './gateway-context.js';
+import { createOnce, requestKeyOf } from './idempotency.js';
 import { cursorDate, cursorString, decodePageToken, encodePageToken } from './page-token.js';
 import * as v from './validate.js';
 
@@ -14,8 +15,15 @@ export function createHandoffService(ctx: GatewayContext): HandoffServiceImpleme
     async appendHandoff(req, { signal }) {
       if (!req.handoff) throw invalidArgument('handoff is required');
       const input = newHandoff(req.handoff, 'handoff');
+      const key = requestKeyOf(req.requestId, 'AppendHandoff', fingerprintOf(input, req.handoff));
       return withClient(ctx, req.clientId, signal, 'write', async (scope) => {
-        const row = await handoffs.append(scope.db, scope.schema, input, signal);
+        const row = await createOnce(
+          ctx,
+          scope,
+          key,
+          () => handoffs.append(scope.db, scope.schema, input, signal, key),
+          signal,
+        );
         return { handoff: handoffToProto(row) };
       });
     },
@@ -23,8 +31,19 @@ export function createHandoffService(ctx: GatewayContext): HandoffServiceImpleme
     async batchAppendHandoffs(req, { signal }) {
       v.batchSize(req.handoffs.length, 'handoffs');
       const items = req.handoffs.map((h, i) => newHandoff(h, `handoffs[${i}]`));
+      const key = requestKeyOf(
+        req.requestId,
+        'BatchAppendHandoffs',
+        items.map((h, i) => fingerprintOf(h, req.handoffs[i]!)),
+      );
       return withClient(ctx, req.clientId, signal, 'write', async (scope) => {
-        const rows = await handoffs.appendMany(scope.db, scope.schema, items, signal);
+        const rows = await createOnce(
+          ctx,
+          scope,
+          key,
+          () => handoffs.appendMany(scope.db, scope.schema, items, signal, key),
+          signal,
+        );
         return { handoffs: rows.map(handoffToProto) };
       });
     },
@@ -116,16 +135,26 @@ export function createHandoffService(ctx: GatewayContext): HandoffServiceImpleme
 }
 
 /** A new handoff's fields, validated; `field` prefixes error messages. */
-function newHandoff(
-  h: Handoff,
-  field: string,
-): { fromAgent: string; toAgent: string; version: number; summaryJson: string } {
+function newHandoff(h: Handoff, field: string): NewHandoff {
   if (h.version < 0) throw invalidArgument(`${field}.version must not be negative`);
   return {
     fromAgent: v.agentName(h.fromAgent, `${field}.from_agent`),
     toAgent: v.agentName(h.toAgent, `${field}.to_agent`),
     version: h.version,
     summaryJson: v.jsonObject(h.summary, `${field}.summary`),
+  };
+}
+
+/**
+ * What a handoff's request_id fingerprint covers: the validated fields, with the summary as an
+ * object (hashed with sorted keys, so the order its fields arrived in does not matter).
+ */
+function fingerprintOf(input: NewHandoff, h: Handoff): object {
+  return {
+    fromAgent: input.fromAgent,
+    toAgent: input.toAgent,
+    version: input.version,
+    summary: h.summary,
   };
 }
 

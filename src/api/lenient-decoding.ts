@@ -45,13 +45,34 @@ export function decodeLeniently<D extends Decodable>(definition: D): D {
   return { ...definition, methods };
 }
 
-/** Throws INVALID_ARGUMENT for a request decodeLeniently could not decode. */
+/** The int64 field of each method whose value a caller picks (others are timestamps' seconds). */
+const INT64_FIELD_OF: Readonly<Record<string, string>> = {
+  '/shardgate.v1.StateService/PutState': 'expected_version',
+  '/shardgate.v1.StateService/PatchState': 'expected_version',
+  '/shardgate.v1.AdminService/CreateToken': 'ttl',
+};
+
+/**
+ * What the ts-proto decoders throw, by message: they have no error codes. A unit test pins these
+ * texts, so a regenerated decoder that words them differently fails there, not in production.
+ */
+const RECURSION_LIMIT = 'recursion limit';
+const UNSAFE_INTEGER = /(MAX|MIN)_SAFE_INTEGER/;
+
+/** Throws INVALID_ARGUMENT for a request decodeLeniently could not decode, saying why if known. */
 export function rejectUndecodable(path: string, request: unknown): void {
   if (typeof request !== 'object' || request === null || !(UNDECODABLE in request)) return;
-  const field = JSON_FIELD_OF[path];
-  throw invalidArgument(
-    field
-      ? `${field} must be nested at most ${MAX_JSON_DEPTH} levels deep (or the request is malformed)`
-      : 'the request is not a well-formed protobuf message of this method',
-  );
+  const cause = (request as { [UNDECODABLE]: unknown })[UNDECODABLE];
+  const reason = cause instanceof Error ? cause.message : '';
+  const jsonField = JSON_FIELD_OF[path];
+  if (reason.includes(RECURSION_LIMIT) && jsonField) {
+    throw invalidArgument(`${jsonField} must be nested at most ${MAX_JSON_DEPTH} levels deep`);
+  }
+  if (UNSAFE_INTEGER.test(reason)) {
+    const field = INT64_FIELD_OF[path] ?? 'an int64 field (or a timestamp)';
+    throw invalidArgument(
+      `${field} must be between -${Number.MAX_SAFE_INTEGER} and ${Number.MAX_SAFE_INTEGER}`,
+    );
+  }
+  throw invalidArgument('the request is not a well-formed protobuf message of this method');
 }

@@ -43,17 +43,29 @@ function fingerprint(filters: unknown[]): string {
   return createHash('sha256').update(JSON.stringify(filters)).digest('base64url').slice(0, 16);
 }
 
-/** A cursor timestamp back to a Date; INVALID_ARGUMENT when the token was tampered with. */
+/**
+ * A cursor timestamp back to a Date; INVALID_ARGUMENT when the token was tampered with. Every
+ * stored timestamp lies in years 1..9999, so a cursor outside them was forged (and the far ones
+ * are beyond what a Postgres timestamptz holds).
+ */
 export function cursorDate(value: string | number | undefined): Date {
   const date = new Date(typeof value === 'number' ? value : Number.NaN);
-  if (Number.isNaN(date.getTime()))
+  const year = date.getUTCFullYear();
+  if (Number.isNaN(date.getTime()) || year < 1 || year > 9999)
     throw invalidArgument('page_token is not a token this API returned');
   return date;
 }
 
-/** A cursor string; INVALID_ARGUMENT when the token was tampered with. */
+// eslint-disable-next-line no-control-regex
+const CONTROL_CHARS = /[\u0000-\u001f\u007f]/;
+
+/**
+ * A cursor string; INVALID_ARGUMENT when the token was tampered with. Cursor strings are ids and
+ * keys, which never hold control characters; a NUL would otherwise reach Postgres, which refuses
+ * it with a message that does not name the page token.
+ */
 export function cursorString(value: string | number | undefined): string {
-  if (typeof value !== 'string')
+  if (typeof value !== 'string' || CONTROL_CHARS.test(value))
     throw invalidArgument('page_token is not a token this API returned');
   return value;
 }

@@ -1,7 +1,9 @@
+import { identityOf } from '../auth/identity.js';
 import { invalidArgument, notFound } from '../core/errors.js';
 import type { SharedServiceImplementation } from '../gen/shardgate/v1/shared.js';
 import type { BenchmarkRecord, KnowledgeRecord } from '../shared-db/shared-store.js';
 import type { GatewayContext } from './gateway-context.js';
+import { callerOf, requestKeyOf } from './idempotency.js';
 import { cursorDate, cursorString, decodePageToken, encodePageToken } from './page-token.js';
 import * as v from './validate.js';
 
@@ -66,17 +68,21 @@ export function createSharedService(ctx: GatewayContext): SharedServiceImplement
       );
     },
 
-    async addKnowledgeEntry(req, { signal }) {
+    async addKnowledgeEntry(req, context) {
       const e = req.entry;
       if (!e) throw invalidArgument('entry is required');
-      const row = await ctx.shared.addKnowledge(
-        {
-          topic: v.key(e.topic, 'entry.topic', 128),
-          agent: v.agentName(e.agent, 'entry.agent'),
-          content: longText(e.content, 'entry.content', 64 * 1024),
-        },
-        signal,
+      const entry = {
+        topic: v.key(e.topic, 'entry.topic', 128),
+        agent: v.agentName(e.agent, 'entry.agent'),
+        content: longText(e.content, 'entry.content', 64 * 1024),
+      };
+      const key = requestKeyOf(
+        req.requestId,
+        'AddKnowledgeEntry',
+        entry,
+        callerOf(identityOf(context)),
       );
+      const row = await ctx.shared.addKnowledge(entry, context.signal, key);
       return { entry: row };
     },
 

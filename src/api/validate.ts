@@ -106,19 +106,27 @@ export function jsonObject(raw: unknown, field: string): string {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
     throw invalidArgument(`${field} must be a JSON object`);
   }
-  checkDepth(raw, field, 1);
+  checkValues(raw, field, 1);
   const json = JSON.stringify(raw);
   if (Buffer.byteLength(json) > MAX_JSON_BYTES) {
     throw invalidArgument(`${field} must be at most ${MAX_JSON_BYTES} bytes as JSON`);
   }
-  if (json.includes('\\u0000')) throw invalidArgument(`${field} must not contain NUL characters`);
   return json;
 }
 
-function checkDepth(value: unknown, field: string, depth: number): void {
+const NUL = '\u0000';
+
+/**
+ * Depth, keys, numbers and NUL, checked on the values themselves: the serialised text cannot tell
+ * a NUL (escaped `\u0000`) from a string that spells a backslash and `u0000`.
+ */
+function checkValues(value: unknown, field: string, depth: number): void {
   if (typeof value !== 'object' || value === null) {
     if (typeof value === 'number' && !Number.isFinite(value)) {
       throw invalidArgument(`${field} must not contain NaN or Infinity`);
+    }
+    if (typeof value === 'string' && value.includes(NUL)) {
+      throw invalidArgument(`${field} must not contain NUL characters`);
     }
     return;
   }
@@ -128,6 +136,7 @@ function checkDepth(value: unknown, field: string, depth: number): void {
     if (k === '__proto__' || k === 'constructor' || k === 'prototype') {
       throw invalidArgument(`${field} must not use the key '${k}'`);
     }
-    checkDepth(v, field, depth + 1);
+    if (k.includes(NUL)) throw invalidArgument(`${field} must not contain NUL characters`);
+    checkValues(v, field, depth + 1);
   }
 }

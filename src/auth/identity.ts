@@ -29,3 +29,20 @@ export const anonymousIdentity: Identity = Object.freeze({
   actorName: '',
   scope: Object.freeze({ kind: 'admin' as const }),
 });
+
+/** The identity of a call bearing the configured bootstrap secret (`auth.adminToken`). */
+export const bootstrapIdentity: Identity = Object.freeze({
+  actor: 'bootstrap',
+  actorName: 'bootstrap admin token',
+  scope: Object.freeze({ kind: 'admin' as const }),
+});
+
+/**
+ * The identity the auth middleware put in a call context. Throws (a bug, not a caller error)
+ * when there is none, so a handler can never run as nobody.
+ */
+export function identityOf(context: object): Identity {
+  const identity = (context as Partial<AuthContext>).identity;
+  if (!identity) throw new Error('no identity in the call context: is authenticate() installed?');
+  return identity;
+}

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import type { CallOptions } from 'nice-grpc';
 import {
@@ -5,13 +6,20 @@ import {
   DEFAULT_DEADLINE_MS,
   type ShardgateCallOptions,
   type ShardgateClient,
+  type ShardgateTlsOptions,
 } from '../client/index.js';
+import { usageFailure } from './cli-failure.js';
 
 /** The options every command takes (declared on the program, usable after the command name). */
 export interface GlobalOptions {
   readonly address: string;
   readonly json?: boolean;
   readonly deadlineMs?: number;
+  /** Bearer secret (`--token` or SHARDGATE_TOKEN). */
+  readonly token?: string;
+  readonly tlsCa?: string;
+  readonly tlsCert?: string;
+  readonly tlsKey?: string;
 }
 
 /** What a command needs: the admin client, the output mode and the call options. */
@@ -24,6 +32,8 @@ export class CliContext {
     this.#client = createShardgateClient({
       address: options.address,
       defaultDeadlineMs: options.deadlineMs ?? DEFAULT_DEADLINE_MS,
+      ...(options.token ? { token: options.token } : {}),
+      ...(tlsOptions(options) ?? {}),
     });
   }
 
@@ -54,6 +64,35 @@ export class CliContext {
 
   close(): void {
     this.#client.close();
+  }
+}
+
+/** `{ tls }` from the --tls-* flags, or undefined for plaintext; bad flags are usage errors. */
+function tlsOptions(o: GlobalOptions): { tls: ShardgateTlsOptions } | undefined {
+  if (o.tlsCa === undefined) {
+    if (o.tlsCert !== undefined || o.tlsKey !== undefined)
+      throw usageFailure('--tls-cert and --tls-key need --tls-ca (the CA of the gateway)');
+    return undefined;
+  }
+  if ((o.tlsCert === undefined) !== (o.tlsKey === undefined))
+    throw usageFailure('--tls-cert and --tls-key go together (mutual TLS)');
+  return {
+    tls: {
+      ca: readPem(o.tlsCa, '--tls-ca'),
+      ...(o.tlsCert !== undefined && o.tlsKey !== undefined
+        ? { cert: readPem(o.tlsCert, '--tls-cert'), key: readPem(o.tlsKey, '--tls-key') }
+        : {}),
+    },
+  };
+}
+
+function readPem(path: string, flag: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    throw usageFailure(
+      `${flag} ${path} cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'})`,
+    );
   }
 }
 

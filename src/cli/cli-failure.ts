@@ -74,6 +74,13 @@ function fromClientError(err: ClientError, address: string): CliFailure {
       EXIT_CODES.unreachable,
     );
   }
+  if (err.code === Status.UNAUTHENTICATED) {
+    return new CliFailure(
+      statusName,
+      `${details} (pass --token <secret> or set SHARDGATE_TOKEN)`,
+      EXIT_CODES.failed,
+    );
+  }
   return new CliFailure(statusName, details, EXIT_CODES.failed);
 }
 

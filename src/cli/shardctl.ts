@@ -4,6 +4,8 @@ import { parseArg } from './args.js';
 import { addTopologyCommands } from './commands.js';
 import { EXIT_CODES, oneLine, toCliFailure, usageFailure } from './cli-failure.js';
 import { addMoveCommands } from './move-commands.js';
+import { addTokenCommands } from './token-commands.js';
+import { addAuditCommands } from './audit-commands.js';
 
 /** Where shardctl looks for the gateway without `--address` or SHARDGATE_ADDRESS. */
 const DEFAULT_ADDRESS = '127.0.0.1:50051';
@@ -27,6 +29,18 @@ function createProgram(): Command {
       'deadline of each call (default: 10000 for unary calls, none for streams)',
       parseArg.positiveInt,
     )
+    .addOption(
+      new Option(
+        '--token <secret>',
+        'bearer token for a gateway that requires one (prefer the env var: argv is visible to other local users)',
+      ).env('SHARDGATE_TOKEN'),
+    )
+    .option(
+      '--tls-ca <file>',
+      "connect with TLS, trusting this PEM CA for the gateway's certificate",
+    )
+    .option('--tls-cert <file>', 'PEM client certificate for mutual TLS (with --tls-key)')
+    .option('--tls-key <file>', 'PEM private key of --tls-cert')
     .showSuggestionAfterError(true)
     .configureHelp({ showGlobalOptions: true })
     .exitOverride()
@@ -34,6 +48,8 @@ function createProgram(): Command {
     .configureOutput({ outputError: () => undefined });
   addTopologyCommands(program);
   addMoveCommands(program);
+  addTokenCommands(program);
+  addAuditCommands(program);
   program.addHelpText(
     'after',
     `\nExit codes: 0 ok, 1 refused by the gateway or a move did not succeed, 2 bad usage, 3 gateway unreachable.\nExample: shardctl --address ${DEFAULT_ADDRESS} move acme-hvac shard-2`,
@@ -67,6 +83,14 @@ function reportUsage(program: Command, err: CommanderError, argv: readonly strin
   process.stderr.write(`${failure.line}\n`);
   return failure.exitCode;
 }
+
+// With TLS to an IP address, grpc-js passes the IP as TLS server name, which Node flags once
+// (DEP0123); an operator can do nothing about it and it would garble the one-line reports.
+const nodeWarningHandlers = process.listeners('warning');
+process.removeAllListeners('warning');
+process.on('warning', (warning: Error & { code?: string }) => {
+  if (warning.code !== 'DEP0123') for (const handler of nodeWarningHandlers) handler(warning);
+});
 
 // The exit code is set rather than process.exit() called, so piped stdout is flushed first.
 process.exitCode = await main(process.argv);

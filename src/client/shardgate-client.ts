@@ -1,6 +1,6 @@
 import {
   type CallOptions,
-  type ChannelCredentials,
+  ChannelCredentials,
   type ChannelOptions,
   type ClientMiddlewareCall,
   createChannel,
@@ -44,8 +44,18 @@ export type ReadVerb = (typeof READ_VERBS)[number];
 export interface ShardgateClientOptions {
   /** `host:port` of the gateway. */
   address: string;
-  /** Default: insecure (plaintext) for a `host:port` address. */
+  /** Default: insecure (plaintext) for a `host:port` address, or TLS built from `tls`. */
   credentials?: ChannelCredentials;
+  /**
+   * A bearer token secret, sent as `authorization: Bearer <secret>` on every call (a call's own
+   * `authorization` metadata wins). Get one with `shardctl tokens create`.
+   */
+  token?: string;
+  /**
+   * TLS to the gateway: `ca` is the PEM CA bundle that signed the gateway's certificate; `cert`
+   * and `key` (both or neither) are this client's PEM certificate and key for mutual TLS.
+   */
+  tls?: ShardgateTlsOptions;
   /** Deadline of every unary call without its own `deadline`; default DEFAULT_DEADLINE_MS. */
   defaultDeadlineMs?: number;
   /** Retry of read methods on UNAVAILABLE only; defaults in DEFAULT_RETRY. */
@@ -54,6 +64,13 @@ export interface ShardgateClientOptions {
   metadata?: Metadata | Record<string, string>;
   /** Passed to the grpc-js channel. */
   channelOptions?: ChannelOptions;
+}
+
+/** PEM material for a TLS channel; strings or Buffers. */
+export interface ShardgateTlsOptions {
+  ca: Buffer | string;
+  cert?: Buffer | string;
+  key?: Buffer | string;
 }
 
 /**
@@ -89,10 +106,15 @@ export function isReadMethod(methodName: string): boolean {
  */
 export function createShardgateClient(options: ShardgateClientOptions): ShardgateClient {
   const policy = resolvePolicy(options);
-  const channel = createChannel(options.address, options.credentials, options.channelOptions);
+  const metadata = defaultMetadata(options);
+  const channel = createChannel(
+    options.address,
+    channelCredentials(options),
+    options.channelOptions,
+  );
   // Attached first runs last: the deadline spans every attempt and aborts a backoff sleep.
   const factory = createClientFactory()
-    .use(defaultMetadataMiddleware(Metadata(options.metadata)))
+    .use(defaultMetadataMiddleware(metadata))
     .use(retryMiddleware)
     .use(deadlineMiddleware);
   return {
@@ -128,6 +150,31 @@ export function createShardgateClient(options: ShardgateClientOptions): Shardgat
     ),
     close: () => channel.close(),
   };
+}
+
+/** `credentials`, or TLS from `tls`, or undefined (plaintext); both at once is a mistake. */
+function channelCredentials(options: ShardgateClientOptions): ChannelCredentials | undefined {
+  const { tls } = options;
+  if (!tls) return options.credentials;
+  if (options.credentials) throw new RangeError('pass either credentials or tls, not both');
+  if ((tls.cert === undefined) !== (tls.key === undefined)) {
+    throw new RangeError('tls.cert and tls.key go together (mutual TLS): pass both or neither');
+  }
+  const pem = (v: Buffer | string | undefined): Buffer | null =>
+    v === undefined ? null : Buffer.from(v);
+  return ChannelCredentials.createSsl(pem(tls.ca), pem(tls.key), pem(tls.cert));
+}
+
+/** The client's default metadata, with the bearer token when one is given. */
+function defaultMetadata(options: ShardgateClientOptions): Metadata {
+  const metadata = Metadata(options.metadata);
+  if (options.token !== undefined) {
+    if (options.token === '' || /\s/.test(options.token)) {
+      throw new RangeError('token must be a bearer secret without whitespace');
+    }
+    metadata.set('authorization', `Bearer ${options.token}`);
+  }
+  return metadata;
 }
 
 type InternalCallOptions = CallOptions & DeadlineOptions & RetryOptions;

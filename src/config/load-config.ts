@@ -1,5 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { z } from 'zod';
+import { exposureProblem } from '../auth/exposure.js';
 import { configSchema, type GatewayConfig } from '../core/config.js';
 
 /** Thrown for a configuration a user must fix; the message names every bad option. */
@@ -18,6 +19,8 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Gateway
     const lines = parsed.error.issues.map((i) => `  ${i.path.join('.') || '(root)'}: ${i.message}`);
     throw new ConfigError(`invalid shardgate configuration:\n${lines.join('\n')}`);
   }
+  const exposed = exposureProblem(parsed.data);
+  if (exposed) throw new ConfigError(exposed);
   return parsed.data;
 }
 
@@ -65,7 +68,24 @@ function envOverrides(env: Env): Record<string, unknown> {
   }
   if (env.SHARDGATE_POOL_MAX) set(['pool', 'max'], num('SHARDGATE_POOL_MAX'));
   if (env.SHARDGATE_LOG_LEVEL) set(['logLevel'], env.SHARDGATE_LOG_LEVEL);
+  if (env.SHARDGATE_AUTH_REQUIRED) {
+    set(['auth', 'required'], bool('SHARDGATE_AUTH_REQUIRED', env.SHARDGATE_AUTH_REQUIRED));
+  }
+  if (env.SHARDGATE_ADMIN_TOKEN) set(['auth', 'adminToken'], env.SHARDGATE_ADMIN_TOKEN);
+  if (env.SHARDGATE_TLS_CERT_FILE) set(['tls', 'certFile'], env.SHARDGATE_TLS_CERT_FILE);
+  if (env.SHARDGATE_TLS_KEY_FILE) set(['tls', 'keyFile'], env.SHARDGATE_TLS_KEY_FILE);
+  if (env.SHARDGATE_TLS_CLIENT_CA_FILE) {
+    set(['tls', 'clientCaFile'], env.SHARDGATE_TLS_CLIENT_CA_FILE);
+  }
   return out;
+}
+
+/** `true`/`false` (also `1`/`0`, `yes`/`no`, any case); anything else is a ConfigError. */
+function bool(name: string, raw: string): boolean {
+  const value = raw.trim().toLowerCase();
+  if (['true', '1', 'yes'].includes(value)) return true;
+  if (['false', '0', 'no'].includes(value)) return false;
+  throw new ConfigError(`${name} must be true or false`);
 }
 
 /** `name=url[@weight]` entries separated by whitespace or commas. */

@@ -54,8 +54,19 @@ export const configSchema = z
         connectionTimeoutMs: z.number().int().min(100).default(3_000),
         /** Server-side cap on any statement, whatever the caller's deadline. */
         statementTimeoutMs: z.number().int().min(100).default(30_000),
-        /** Replace a connection after this many seconds so per-session caches stay bounded. */
-        maxLifetimeSeconds: z.number().int().min(0).default(600),
+        /**
+         * Replace a connection after this many seconds (0: never). Each backend caches the catalog
+         * entries and plans of every client schema it touched, so a connection serving many
+         * clients grows; 5 minutes bounds that growth and moves connections onto a restarted or
+         * failed-over server soon, for a reconnect every 5 minutes per connection.
+         */
+        maxLifetimeSeconds: z.number().int().min(0).default(300),
+        /**
+         * Replace a connection after it has been checked out this many times (0: never), so no
+         * backend serves an unbounded run of calls from different clients, whatever the traffic.
+         * (Optional in the type only, so hand-built pool settings may leave it out: never then.)
+         */
+        maxUses: z.number().int().min(0).default(10_000).optional(),
       })
       .prefault({}),
     auth: z
@@ -86,23 +97,55 @@ export const configSchema = z
       })
       .strict()
       .optional(),
+    /**
+     * Limits against oversized input and noisy callers. The per-client limits live in each gateway
+     * process, so with N replicas behind a balancer a client gets up to N times these figures.
+     * Tenant-scoped calls count against their request's client_id; AdminService, SharedService,
+     * ListTenants and calls with a malformed client_id count against the caller's token (in open
+     * mode every caller is `anonymous` and shares one allowance). Health checks and reflection are
+     * never limited. Over a limit: RESOURCE_EXHAUSTED with a RetryInfo (google.rpc) retry delay.
+     */
     limits: z
       .object({
-        /** Largest request or response message, in bytes. */
+        /** Largest request or response message, in bytes (grpc-js refuses larger ones itself). */
         maxMessageBytes: z
           .number()
           .int()
           .min(64 * 1024)
           .max(64 * 1024 * 1024)
           .default(4 * 1024 * 1024),
-        /** Longest a unary call may run, whatever deadline the caller set (streams are exempt). */
+        /**
+         * Longest a unary call may run, waiting for its turn included, whatever deadline the caller
+         * set (a shorter one still applies). Past it: DEADLINE_EXCEEDED and its statement is
+         * cancelled. Server streams (WatchHandoffs, MoveTenant, Rebalance) are exempt.
+         */
         maxDeadlineMs: z.number().int().min(100).default(60_000),
         /** Sustained calls per second per client, per gateway process (token bucket rate). */
         clientRatePerSecond: z.number().min(1).default(1_000),
-        /** Calls a client may make in a burst above its rate (token bucket size). */
+        /** Calls a client may make back to back after being idle (token bucket size). */
         clientBurst: z.number().int().min(1).default(2_000),
-        /** Calls of one client running at once in this process; more fail RESOURCE_EXHAUSTED. */
+        /**
+         * Unary calls of one client running at once; more wait in that client's own queue. All
+         * clients of a shard share its `pool.max` connections, so this keeps one client from holding
+         * them all. Default: half of `pool.max`, rounded up.
+         */
+        clientMaxConcurrent: z.number().int().min(1).optional(),
+        /** Unary calls of one client running or waiting; more fail RESOURCE_EXHAUSTED at once. */
         clientMaxInFlight: z.number().int().min(1).default(64),
+        /** Server streams (WatchHandoffs mostly) one client may hold open; more fail at once. */
+        clientMaxStreams: z.number().int().min(1).default(100),
+      })
+      .strict()
+      .prefault({}),
+    database: z
+      .object({
+        /**
+         * Start even when a catalog, shared or shard database is reached as a superuser. Off by
+         * default: the gateway then refuses to start (or to add such a shard), because a
+         * superuser can bypass every privilege the hardening relies on. See
+         * docs/database-roles.md for the role to create instead.
+         */
+        allowSuperuser: z.boolean().default(false),
       })
       .strict()
       .prefault({}),
@@ -119,3 +162,4 @@ export type PoolConfig = GatewayConfig['pool'];
 export type AuthConfig = GatewayConfig['auth'];
 export type TlsConfig = NonNullable<GatewayConfig['tls']>;
 export type LimitsConfig = GatewayConfig['limits'];
+export type DatabaseConfig = GatewayConfig['database'];

@@ -1,4 +1,6 @@
 import { join } from 'node:path';
+import pg from 'pg';
+import { superuser } from './embedded-host.js';
 import { EmbeddedServer } from './embedded-server.js';
 
 /** Options of a local cluster; each server's defaults are those of EmbeddedServerOptions. */
@@ -15,7 +17,10 @@ export interface EmbeddedClusterOptions {
   log?: (line: string) => void;
 }
 
-/** A running local cluster: one catalog server (catalog and shared databases) and N shards. */
+/**
+ * A running local cluster: one catalog server (catalog and shared databases) and N shards. Its
+ * URLs connect as the runtime role, never as the superuser (`servers[i].urlFor` is that one).
+ */
 export interface EmbeddedCluster {
   catalogUrl: string;
   sharedUrl: string;
@@ -61,13 +66,59 @@ export async function startEmbeddedCluster(opts: EmbeddedClusterOptions): Promis
     throw failure.reason;
   }
   const [catalog, ...shardServers] = servers as [EmbeddedServer, ...EmbeddedServer[]];
+  try {
+    await adoptRuntimeUrls(catalog, servers);
+  } catch (err) {
+    await Promise.allSettled(servers.map((s) => s.stop()));
+    throw err;
+  }
   return {
-    catalogUrl: catalog.urlFor(catalogDatabase),
-    sharedUrl: catalog.urlFor(sharedDatabase),
-    shards: shardServers.map((s, i) => ({ name: `shard-${i + 1}`, url: s.urlFor(shardDatabase) })),
+    catalogUrl: catalog.runtimeUrlFor(catalogDatabase),
+    sharedUrl: catalog.runtimeUrlFor(sharedDatabase),
+    shards: shardServers.map((s, i) => ({
+      name: `shard-${i + 1}`,
+      url: s.runtimeUrlFor(shardDatabase),
+    })),
     servers,
     stop: () => stopAll(servers),
   };
+}
+
+/**
+ * A catalog written by a gateway that ran as the superuser (before the runtime role existed)
+ * registered its shards with superuser URLs, and registration leaves known shards alone. Points
+ * every shard URL that reaches one of these servers as the superuser at the runtime role instead.
+ */
+async function adoptRuntimeUrls(catalog: EmbeddedServer, servers: EmbeddedServer[]): Promise<void> {
+  const byPort = new Map(servers.map((s) => [String(s.port), s]));
+  const client = new pg.Client({
+    connectionString: catalog.urlFor(catalogDatabase),
+    options: '-c search_path=pg_catalog',
+  });
+  client.on('error', () => undefined);
+  await client.connect();
+  try {
+    const { rows } = await client.query<{ ok: boolean }>(
+      `SELECT to_regclass('shardgate.shards') IS NOT NULL AS ok`,
+    );
+    if (!rows[0]?.ok) return;
+    const shards = await client.query<{ name: string; url: string }>(
+      'SELECT name, url FROM shardgate.shards',
+    );
+    for (const { name, url } of shards.rows) {
+      const parsed = URL.canParse(url) ? new URL(url) : undefined;
+      const server = parsed && byPort.get(parsed.port);
+      if (!parsed || !server || decodeURIComponent(parsed.username) !== superuser) continue;
+      if (!['127.0.0.1', 'localhost'].includes(parsed.hostname)) continue;
+      const database = decodeURIComponent(parsed.pathname.slice(1));
+      await client.query('UPDATE shardgate.shards SET url = $2 WHERE name = $1', [
+        name,
+        server.runtimeUrlFor(database),
+      ]);
+    }
+  } finally {
+    await client.end();
+  }
 }
 
 async function stopAll(servers: EmbeddedServer[]): Promise<void> {

@@ -37,6 +37,9 @@ export const isRoot = (): boolean => process.getuid?.() === 0;
 
 export const passwordFileOf = (dataDir: string): string => `${dataDir}.password`;
 
+/** Where the runtime role's password is kept, beside the superuser's. */
+export const runtimePasswordFileOf = (dataDir: string): string => `${dataDir}.runtime.password`;
+
 const isErrno = (err: unknown, code: string): boolean =>
   err instanceof Error && (err as NodeJS.ErrnoException).code === code;
 
@@ -174,6 +177,29 @@ export async function loadOrCreatePassword(
   await writeFile(tmp, `${password}\n`, { mode: 0o600, flag: 'wx' });
   // initdb reads the file as the postgres OS user, already the database superuser anyway.
   if (osUser) await chown(tmp, osUser.uid, osUser.gid);
+  await rename(tmp, file);
+  return password;
+}
+
+/**
+ * Reads the runtime role's password, or writes a new one (mode 0600, only we read it) when there is
+ * none: at first initialisation, and for a data directory from before the runtime role existed.
+ */
+export async function loadOrCreateRuntimePassword(
+  dataDir: string,
+  previous: string,
+  create: () => string,
+): Promise<string> {
+  const file = runtimePasswordFileOf(dataDir);
+  try {
+    const kept = (await readFile(file, 'utf8')).trim();
+    if (kept !== '') return kept;
+  } catch (err) {
+    if (!isErrno(err, 'ENOENT')) throw err;
+  }
+  const password = previous || create();
+  const tmp = `${file}.${randomBytes(4).toString('hex')}.tmp`;
+  await writeFile(tmp, `${password}\n`, { mode: 0o600, flag: 'wx' });
   await rename(tmp, file);
   return password;
 }

@@ -14,12 +14,20 @@ import {
   liveChildren,
   loadLibrary,
   loadOrCreatePassword,
+  loadOrCreateRuntimePassword,
   passwordFileOf,
   portInUse,
   prepareParentDirs,
+  runtimePasswordFileOf,
   startFailure,
   superuser,
 } from './embedded-host.js';
+import {
+  ensureRuntimeRole,
+  grantDatabaseAccess,
+  newRuntimePassword,
+  runtimeRole,
+} from './runtime-role.js';
 
 /** Options of one embedded PostgreSQL server; defaults are set in the EmbeddedServer constructor. */
 export interface EmbeddedServerOptions {
@@ -29,7 +37,10 @@ export interface EmbeddedServerOptions {
   port: number;
   /** Keep the data when stopped. Default true; false deletes the data and its password file. */
   persistent?: boolean;
-  /** Databases created after every start when absent. */
+  /**
+   * Databases created after every start when absent; the runtime role is granted its access to
+   * each (and takes over what a superuser created in their own schemas) at every start.
+   */
   databases: string[];
   /** Receives PostgreSQL's log lines and our own. Default: dropped. */
   log?: (line: string) => void;
@@ -63,6 +74,10 @@ const postgresFlags = [
  * as the OS user `postgres` (created if absent), so that user must be able to enter every parent
  * of the data directory. The superuser password is generated at first initialisation and kept in
  * `<dataDir>.password` (mode 0600) beside the data directory, whose contents initdb owns.
+ *
+ * The gateway never runs as that superuser: every start makes sure the runtime role (`shardgate`,
+ * NOSUPERUSER; see runtime-role.ts) exists with the password kept in `<dataDir>.runtime.password`,
+ * so a data directory from before the role existed is upgraded in place.
  */
 export class EmbeddedServer {
   readonly port: number;
@@ -73,6 +88,7 @@ export class EmbeddedServer {
   readonly #recentLines: string[] = [];
   #postgres: EmbeddedPostgres | undefined;
   #password = '';
+  #runtimePassword = '';
   #running = false;
   #stopping: Promise<void> | undefined;
 
@@ -94,10 +110,19 @@ export class EmbeddedServer {
     return server;
   }
 
-  /** A connection URL as the superuser; it holds the password, so never log it. */
+  /** A connection URL as the superuser, for administration only; it holds the password. */
   urlFor(database: string): string {
-    const password = encodeURIComponent(this.#password);
-    return `postgres://${superuser}:${password}@127.0.0.1:${this.port}/${encodeURIComponent(database)}`;
+    return this.#url(superuser, this.#password, database);
+  }
+
+  /** A connection URL as the runtime role, the one the gateway uses; it holds the password. */
+  runtimeUrlFor(database: string): string {
+    return this.#url(runtimeRole, this.#runtimePassword, database);
+  }
+
+  #url(user: string, password: string, database: string): string {
+    const secret = encodeURIComponent(password);
+    return `postgres://${user}:${secret}@127.0.0.1:${this.port}/${encodeURIComponent(database)}`;
   }
 
   /** Fast shutdown (open sessions are ended); a no-op when already stopped. */
@@ -119,6 +144,11 @@ export class EmbeddedServer {
     await prepareParentDirs(this.#dataDir, osUser);
     // A restart keeps the password (and so every URL handed out) even when the data was deleted.
     this.#password = await loadOrCreatePassword(this.#dataDir, osUser, this.#password);
+    this.#runtimePassword = await loadOrCreateRuntimePassword(
+      this.#dataDir,
+      this.#runtimePassword,
+      newRuntimePassword,
+    );
     // Before the port check: a leftover server of ours holding the port gets the better message.
     await clearStalePid(this.#dataDir);
     await assertPortFree(this.port);
@@ -126,7 +156,7 @@ export class EmbeddedServer {
     try {
       if (!(await isInitialised(this.#dataDir))) await this.#initialise(postgres);
       await this.#launch(postgres);
-      await this.#createDatabases();
+      await this.#prepareDatabases();
     } catch (err) {
       await this.stop().catch(() => undefined);
       throw err;
@@ -186,18 +216,10 @@ export class EmbeddedServer {
     this.#running = true;
   }
 
-  async #createDatabases(): Promise<void> {
-    const client = new pg.Client({
-      host: '127.0.0.1',
-      port: this.port,
-      user: superuser,
-      password: this.#password,
-      database: 'postgres',
-    });
-    // A dropped connection also fails the pending query, which is where we handle it.
-    client.on('error', () => undefined);
-    await client.connect();
-    try {
+  /** Creates the runtime role and missing databases, then grants the role its access to each. */
+  async #prepareDatabases(): Promise<void> {
+    await this.#asSuperuser('postgres', async (client) => {
+      await ensureRuntimeRole(client, this.#runtimePassword);
       const { rows } = await client.query<{ datname: string }>(
         'SELECT datname FROM pg_database WHERE datname = ANY($1)',
         [this.#databases],
@@ -206,6 +228,35 @@ export class EmbeddedServer {
       for (const name of this.#databases.filter((n) => !existing.has(n))) {
         await client.query(`CREATE DATABASE ${client.escapeIdentifier(name)}`);
       }
+    });
+    for (const database of this.#databases) {
+      // One transaction: a failed start leaves no half-transferred database behind.
+      const moved = await this.#asSuperuser(database, async (c) => {
+        await c.query('BEGIN');
+        const count = await grantDatabaseAccess(c, database);
+        await c.query('COMMIT');
+        return count;
+      });
+      if (moved > 0) {
+        this.#log(`gave ${moved} object(s) in ${database} made by the superuser to ${runtimeRole}`);
+      }
+    }
+  }
+
+  async #asSuperuser<T>(database: string, fn: (client: pg.Client) => Promise<T>): Promise<T> {
+    const client = new pg.Client({
+      host: '127.0.0.1',
+      port: this.port,
+      user: superuser,
+      password: this.#password,
+      database,
+      options: '-c search_path=pg_catalog',
+    });
+    // A dropped connection also fails the pending query, which is where we handle it.
+    client.on('error', () => undefined);
+    await client.connect();
+    try {
+      return await fn(client);
     } finally {
       await client.end();
     }
@@ -221,6 +272,7 @@ export class EmbeddedServer {
     if (!this.#persistent) {
       await rm(this.#dataDir, { recursive: true, force: true });
       await rm(passwordFileOf(this.#dataDir), { force: true });
+      await rm(runtimePasswordFileOf(this.#dataDir), { force: true });
     }
     this.#log(`embedded PostgreSQL on 127.0.0.1:${this.port} stopped`);
   }

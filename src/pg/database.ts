@@ -20,6 +20,8 @@ export interface DatabaseOptions {
   connectionTimeoutMs: number;
   statementTimeoutMs: number;
   maxLifetimeSeconds: number;
+  /** Replace a connection after this many checkouts; 0 or unset: never (see config `pool`). */
+  maxUses?: number;
   onError: (err: Error) => void;
 }
 
@@ -27,6 +29,13 @@ export interface DatabaseOptions {
  * One PostgreSQL database: a pool shared by every client whose data lives there, plus a one-slot
  * control pool used only to cancel a running statement when a call's AbortSignal fires (grpc-js
  * does not cancel database work for you). Every error leaves as a ShardgateError.
+ *
+ * A pooled connection serves one client after another, so it must never carry state from one
+ * call to the next: nothing here or in its users runs session-level SET, session advisory locks,
+ * LISTEN, named prepared statements or temporary tables on it (transaction-scoped SET LOCAL and
+ * xact locks end with the transaction). Whatever needs a session of its own gets a dedicated
+ * connection: PgListener (LISTEN), trySessionLock (move locks). Connections are also replaced
+ * after `maxUses` checkouts and `maxLifetimeSeconds`, which bounds each backend's caches.
  */
 export class Database {
   readonly label: string;
@@ -194,6 +203,7 @@ function createPool(o: DatabaseOptions, max: number): pg.Pool {
     idleTimeoutMillis: o.idleTimeoutMs,
     connectionTimeoutMillis: o.connectionTimeoutMs,
     maxLifetimeSeconds: o.maxLifetimeSeconds,
+    ...(o.maxUses ? { maxUses: o.maxUses } : {}),
     application_name: 'shardgate',
     statement_timeout: o.statementTimeoutMs,
     idle_in_transaction_session_timeout: Math.max(o.statementTimeoutMs, 10_000),

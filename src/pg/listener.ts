@@ -72,6 +72,8 @@ export class PgListener extends EventEmitter {
       connectionTimeoutMillis: this.#options.connectionTimeoutMs,
       application_name: 'shardgate-listener',
       keepAlive: true,
+      // Like every pooled connection: nothing in `public` (or any schema) can shadow pg_catalog.
+      options: '-c search_path=pg_catalog',
     });
     client.on('error', (err) => this.#lost(client, err));
     client.on('end', () => this.#lost(client, new Error('listener connection ended')));

@@ -15,6 +15,8 @@ export async function trySessionLock(url: string, key: string): Promise<SessionL
     connectionString: url,
     application_name: 'shardgate-lock',
     keepAlive: true,
+    // Like every pooled connection: nothing in `public` (or any schema) can shadow pg_catalog.
+    options: '-c search_path=pg_catalog',
   });
   client.on('error', () => undefined);
   await client.connect();

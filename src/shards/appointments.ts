@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Database } from '../pg/database.js';
+import { insertOnce, type RequestKey } from '../pg/insert-once.js';
 import { inOrder } from './in-order.js';
 import type { AppointmentStatus } from './client-migrations.js';
 
@@ -43,12 +44,15 @@ const COLUMN_OF: Record<keyof AppointmentFields, string> = {
 
 /** Typed queries on `<schema>.appointments`; `schema` is always the quoted identifier. */
 export const appointments = {
+  /** With a request key, a retry returns the first call's appointment instead of a second one. */
   async create(
     db: Database,
     schema: string,
     f: AppointmentFields,
     signal?: AbortSignal,
+    key?: RequestKey,
   ): Promise<AppointmentRecord> {
+    if (key) return (await appointments.createMany(db, schema, [f], signal, key))[0]!;
     const res = await db.query<AppointmentRecord>(
       `INSERT INTO ${schema}.appointments (client_phone, scheduled_at, service_type, status)
        VALUES ($1, $2, $3, $4) RETURNING ${COLUMNS}`,
@@ -60,28 +64,44 @@ export const appointments = {
 
   /**
    * Inserts many in one statement (ids made here, so the answer keeps the request's order); the
-   * statement is atomic, so either every row is stored or none.
+   * statement is atomic, so either every row is stored or none. With a request key the claim of
+   * the key is part of that statement (src/pg/insert-once.ts).
    */
   async createMany(
     db: Database,
     schema: string,
     items: readonly AppointmentFields[],
     signal?: AbortSignal,
+    key?: RequestKey,
   ): Promise<AppointmentRecord[]> {
     const ids = items.map(() => randomUUID());
-    const res = await db.query<AppointmentRecord>(
+    const insert = (guard: string): string =>
       `INSERT INTO ${schema}.appointments (id, client_phone, scheduled_at, service_type, status)
        SELECT * FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::text[], $5::text[])
-       RETURNING ${COLUMNS}`,
-      [
-        ids,
-        items.map((f) => f.clientPhone),
-        items.map((f) => f.scheduledAt),
-        items.map((f) => f.serviceType),
-        items.map((f) => f.status),
-      ],
-      signal,
-    );
+       WHERE ${guard} RETURNING ${COLUMNS}`;
+    const values = [
+      ids,
+      items.map((f) => f.clientPhone),
+      items.map((f) => f.scheduledAt),
+      items.map((f) => f.serviceType),
+      items.map((f) => f.status),
+    ];
+    if (key) {
+      return insertOnce<AppointmentRecord>(
+        db,
+        key,
+        {
+          keysTable: `${schema}.request_ids`,
+          table: `${schema}.appointments`,
+          columns: COLUMNS,
+          ids,
+          insert,
+          values,
+        },
+        signal,
+      );
+    }
+    const res = await db.query<AppointmentRecord>(insert('true'), values, signal);
     return inOrder(ids, res.rows);
   },
 

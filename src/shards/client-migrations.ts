@@ -65,6 +65,23 @@ export const clientMigrations: readonly ClientMigration[] = [
       INSERT INTO ${s}.state DEFAULT VALUES;
     `,
   },
+  {
+    version: 2,
+    name: 'request ids',
+    // AIP-155 idempotency keys of the client's creates (src/pg/insert-once.ts). In the client's
+    // schema, so they move with the client; a single-column primary key, as logical replication
+    // and the move's verification by key want.
+    sql: (s) => `
+      CREATE TABLE ${s}.request_ids (
+        request_id uuid PRIMARY KEY,
+        method text NOT NULL,
+        request_sha256 bytea NOT NULL,
+        result_ids uuid[] NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now()
+      );
+      CREATE INDEX request_ids_created_idx ON ${s}.request_ids (created_at);
+    `,
+  },
 ];
 
 /** The version a fully migrated client schema is at. */

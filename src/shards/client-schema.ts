@@ -11,12 +11,17 @@ export function quoteSchema(schema: string): string {
  * Creates the client's schema if absent and applies every migration it lacks, in one transaction
  * under a per-schema advisory lock: concurrent creates of one client wait for each other, and a
  * failure at any statement leaves no half-made schema behind (Postgres DDL is transactional).
- * Returns the schema's version afterwards.
+ * Returns the schema's version afterwards; with `createMissing: false` an absent schema stays
+ * absent (0 is returned): an on-demand upgrade must not recreate a schema a move has dropped.
  */
 export async function ensureClientSchema(
   db: Database,
   schema: string,
-  options: { signal?: AbortSignal; migrations?: readonly ClientMigration[] } = {},
+  options: {
+    signal?: AbortSignal;
+    migrations?: readonly ClientMigration[];
+    createMissing?: boolean;
+  } = {},
 ): Promise<number> {
   const migrations = options.migrations ?? clientMigrations;
   const ident = quoteSchema(schema);
@@ -31,6 +36,8 @@ export async function ensureClientSchema(
         `SELECT version FROM ${ident}.schema_migrations`,
       );
       applied = new Set(done.rows.map((r) => r.version));
+    } else if (options.createMissing === false) {
+      return 0;
     } else {
       await tx.query(`CREATE SCHEMA ${ident}`);
       await tx.query(`CREATE TABLE ${ident}.schema_migrations (

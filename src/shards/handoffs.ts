@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Database } from '../pg/database.js';
+import { insertOnce, type RequestKey } from '../pg/insert-once.js';
 import { inOrder } from './in-order.js';
 
 /** A handoff as stored in a client schema. */
@@ -25,14 +26,28 @@ export interface HandoffQuery {
 const COLUMNS = `id, from_agent AS "fromAgent", to_agent AS "toAgent", version, summary,
   created_at AS "createdAt"`;
 
+/** The fields of a new handoff; the summary is serialised JSON. */
+export interface NewHandoff {
+  fromAgent: string;
+  toAgent: string;
+  version: number;
+  summaryJson: string;
+}
+
 /** Typed queries on `<schema>.handoffs`; `schema` is always the quoted identifier. */
 export const handoffs = {
+  /**
+   * With a request key, a retry returns the first call's handoff and inserts nothing, so its
+   * insert trigger does not fire again and watchers see the handoff once.
+   */
   async append(
     db: Database,
     schema: string,
-    h: { fromAgent: string; toAgent: string; version: number; summaryJson: string },
+    h: NewHandoff,
     signal?: AbortSignal,
+    key?: RequestKey,
   ): Promise<HandoffRecord> {
+    if (key) return (await handoffs.appendMany(db, schema, [h], signal, key))[0]!;
     const res = await db.query<HandoffRecord>(
       `INSERT INTO ${schema}.handoffs (from_agent, to_agent, version, summary)
        VALUES ($1, $2, $3, $4::jsonb) RETURNING ${COLUMNS}`,
@@ -42,28 +57,46 @@ export const handoffs = {
     return res.rows[0]!;
   },
 
-  /** Appends many in one atomic statement; the answer keeps the request's order. */
+  /**
+   * Appends many in one atomic statement; the answer keeps the request's order. With a request
+   * key the claim of the key is part of that statement (src/pg/insert-once.ts).
+   */
   async appendMany(
     db: Database,
     schema: string,
-    items: readonly { fromAgent: string; toAgent: string; version: number; summaryJson: string }[],
+    items: readonly NewHandoff[],
     signal?: AbortSignal,
+    key?: RequestKey,
   ): Promise<HandoffRecord[]> {
     const ids = items.map(() => randomUUID());
-    const res = await db.query<HandoffRecord>(
+    const insert = (guard: string): string =>
       `INSERT INTO ${schema}.handoffs (id, from_agent, to_agent, version, summary)
        SELECT u.id, u.f, u.t, u.v, u.s::jsonb
        FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int[], $5::text[]) AS u(id, f, t, v, s)
-       RETURNING ${COLUMNS}`,
-      [
-        ids,
-        items.map((h) => h.fromAgent),
-        items.map((h) => h.toAgent),
-        items.map((h) => h.version),
-        items.map((h) => h.summaryJson),
-      ],
-      signal,
-    );
+       WHERE ${guard} RETURNING ${COLUMNS}`;
+    const values = [
+      ids,
+      items.map((h) => h.fromAgent),
+      items.map((h) => h.toAgent),
+      items.map((h) => h.version),
+      items.map((h) => h.summaryJson),
+    ];
+    if (key) {
+      return insertOnce<HandoffRecord>(
+        db,
+        key,
+        {
+          keysTable: `${schema}.request_ids`,
+          table: `${schema}.handoffs`,
+          columns: COLUMNS,
+          ids,
+          insert,
+          values,
+        },
+        signal,
+      );
+    }
+    const res = await db.query<HandoffRecord>(insert('true'), values, signal);
     return inOrder(ids, res.rows);
   },
 

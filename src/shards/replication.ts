@@ -1,4 +1,5 @@
 import pg from 'pg';
+import { ShardgateError } from '../core/errors.js';
 import type { Database } from '../pg/database.js';
 
 /**
@@ -18,6 +19,10 @@ export function replicationName(moveId: string): string {
   return `sg_move_${moveId.replaceAll('-', '')}`;
 }
 
+/**
+ * Publishes every table of the client schema. The tables are listed, not `FOR TABLES IN SCHEMA`:
+ * that form needs a superuser, a list only ownership of the tables, which the runtime role has.
+ */
 export async function createPublication(
   source: Database,
   name: string,
@@ -27,7 +32,16 @@ export async function createPublication(
     name,
   ]);
   if ((exists.rowCount ?? 0) > 0) return;
-  await source.query(`CREATE PUBLICATION ${q(name)} FOR TABLES IN SCHEMA ${q(schema)}`);
+  const tables = await tablesOf(source, schema);
+  if (tables.length === 0) {
+    throw new ShardgateError(
+      'failed-precondition',
+      `client schema ${schema} has no tables to move`,
+    );
+  }
+  await source.query(
+    `CREATE PUBLICATION ${q(name)} FOR TABLE ${tables.map((t) => `${q(schema)}.${q(t)}`).join(', ')}`,
+  );
 }
 
 /**
@@ -198,13 +212,17 @@ export async function writeMarker(source: Database, schema: string): Promise<str
   });
 }
 
-/** True once the subscription has applied a source commit past `lsn`. */
+/**
+ * True once the subscription has applied a source commit past `lsn`: the progress of its
+ * replication origin (`pg_<subscription oid>`). A role without SUPERUSER needs EXECUTE on
+ * pg_replication_origin_progress for this (docs/database-roles.md).
+ */
 export async function appliedPast(target: Database, name: string, lsn: string): Promise<boolean> {
   const res = await target.query<{ done: boolean | null }>(
-    `SELECT o.remote_lsn >= $2::pg_lsn AS done
+    `SELECT pg_catalog.pg_replication_origin_progress('pg_' || s.oid, false) >= $2::pg_lsn AS done
      FROM pg_catalog.pg_subscription s
-     JOIN pg_catalog.pg_replication_origin_status o ON o.external_id = 'pg_' || s.oid
-     WHERE s.subname = $1`,
+     WHERE s.subname = $1
+       AND s.subdbid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())`,
     [name, lsn],
   );
   return res.rows[0]?.done === true;

@@ -1,4 +1,6 @@
+import { randomUUID } from 'node:crypto';
 import type { Database } from '../pg/database.js';
+import { insertOnce, type RequestKey } from '../pg/insert-once.js';
 
 /** An industry benchmark row. */
 export interface BenchmarkRecord {
@@ -63,6 +65,18 @@ export class SharedStore {
         ON shared.knowledge_entries (agent, created_at DESC, id DESC)`);
       await tx.query(`CREATE INDEX IF NOT EXISTS knowledge_created_idx
         ON shared.knowledge_entries (created_at DESC, id DESC)`);
+      // AIP-155 keys of AddKnowledgeEntry (src/pg/insert-once.ts). Every caller writes here, so a
+      // key belongs to its caller: one caller's request_id never answers another's request.
+      await tx.query(`CREATE TABLE IF NOT EXISTS shared.request_ids (
+        caller text NOT NULL,
+        request_id uuid NOT NULL,
+        method text NOT NULL,
+        request_sha256 bytea NOT NULL,
+        result_ids uuid[] NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (caller, request_id))`);
+      await tx.query(`CREATE INDEX IF NOT EXISTS request_ids_created_idx
+        ON shared.request_ids (created_at)`);
     });
   }
 
@@ -110,10 +124,32 @@ export class SharedStore {
     return res.rows;
   }
 
+  /** With a request key (its `caller` set), a retry returns the first call's entry. */
   async addKnowledge(
     k: { topic: string; agent: string; content: string },
     signal?: AbortSignal,
+    key?: RequestKey,
   ): Promise<KnowledgeRecord> {
+    if (key) {
+      const ids = [randomUUID()];
+      const rows = await insertOnce<KnowledgeRecord>(
+        this.#db,
+        { ...key, caller: key.caller ?? '' },
+        {
+          keysTable: 'shared.request_ids',
+          table: 'shared.knowledge_entries',
+          columns: KNOWLEDGE_COLUMNS,
+          ids,
+          insert: (guard) =>
+            `INSERT INTO shared.knowledge_entries (id, topic, agent, content)
+             SELECT $1::uuid, $2::text, $3::text, $4::text WHERE ${guard}
+             RETURNING ${KNOWLEDGE_COLUMNS}`,
+          values: [ids[0], k.topic, k.agent, k.content],
+        },
+        signal,
+      );
+      return rows[0]!;
+    }
     const res = await this.#db.query<KnowledgeRecord>(
       `INSERT INTO shared.knowledge_entries (topic, agent, content) VALUES ($1, $2, $3)
        RETURNING ${KNOWLEDGE_COLUMNS}`,

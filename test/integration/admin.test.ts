@@ -232,7 +232,7 @@ describe('AdminService.Locate', () => {
     });
 
     // Behind the gateways' back: make the schema on the other shard, mark it, and repoint.
-    expect(await ensureClientSchema(gw1.gateway.context.pools.get(to), schema)).toBe(1);
+    expect(await ensureClientSchema(gw1.gateway.context.pools.get(to), schema)).toBe(2);
     await withPg(shardUrl(topology, to), (c) =>
       c.query(`UPDATE "${schema}".state SET document = '{"where": "new"}', version = 10`),
     );

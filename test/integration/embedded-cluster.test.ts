@@ -1,5 +1,5 @@
 import { execFileSync, spawn } from 'node:child_process';
-import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -91,28 +91,48 @@ describe('startEmbeddedCluster', () => {
     expect(databases).toEqual(['shardgate_catalog', 'shardgate_shared', 'shardgate', 'shardgate']);
     const [setting] = await query<{ wal_level: string }>(cluster.shards[1]!.url, 'SHOW wal_level');
     expect(setting?.wal_level).toBe('logical');
+    // The URLs handed to the gateway are the runtime role's: no superuser, no CREATE on public.
+    for (const url of urls) {
+      expect(new URL(url).username).toBe('shardgate');
+      expect(
+        await query(
+          url,
+          'SELECT current_user AS me, usesuper FROM pg_user WHERE usename = current_user',
+        ),
+      ).toEqual([{ me: 'shardgate', usesuper: false }]);
+      await expect(query(url, 'CREATE TABLE public.planted (id int)')).rejects.toThrow(
+        /permission denied for schema public/,
+      );
+    }
+    expect((await stat(`${join(dataDir, 'shard-1')}.runtime.password`)).mode & 0o777).toBe(0o600);
 
-    await query(cluster.shards[0]!.url, "CREATE TABLE kept AS SELECT 'still here' AS note");
+    await query(
+      cluster.shards[0]!.url,
+      "CREATE SCHEMA app; CREATE TABLE app.kept AS SELECT 'still here' AS note",
+    );
     await cluster.stop();
     await cluster.stop(); // idempotent
 
     const again = await startCluster(dataDir, basePort);
     expect(again.shards[0]!.url).toBe(cluster.shards[0]!.url); // same password after a restart
-    const rows = await query<{ note: string }>(again.shards[0]!.url, 'SELECT note FROM kept');
+    const rows = await query<{ note: string }>(again.shards[0]!.url, 'SELECT note FROM app.kept');
     expect(rows).toEqual([{ note: 'still here' }]);
   });
 
   it('restarts one stopped shard while the others keep serving', async () => {
     const cluster = await startCluster(await tempDir(), await freePorts(3));
     const [shard1, shard2] = [cluster.shards[0]!.url, cluster.shards[1]!.url];
-    await query(shard1, 'CREATE TABLE t (id int); INSERT INTO t VALUES (1)');
+    await query(
+      shard1,
+      'CREATE SCHEMA app; CREATE TABLE app.t (id int); INSERT INTO app.t VALUES (1)',
+    );
 
     await cluster.servers[1]!.stop();
     await expect(query(shard1, 'SELECT 1')).rejects.toThrow(/ECONNREFUSED/);
     expect(await query(shard2, 'SELECT 1 AS one')).toEqual([{ one: 1 }]);
 
     await cluster.servers[1]!.restart();
-    expect(await query(shard1, 'SELECT id FROM t')).toEqual([{ id: 1 }]);
+    expect(await query(shard1, 'SELECT id FROM app.t')).toEqual([{ id: 1 }]);
   });
 
   it('stops the servers that started when one port is taken, naming the port', async () => {
@@ -178,7 +198,7 @@ describe('EmbeddedServer', () => {
     expect(JSON.parse(output.trim().split('\n').at(-1) ?? '')).toEqual([0, 0]);
   });
 
-  it('deletes its data and password file on stop when not persistent', async () => {
+  it('deletes its data and password files on stop when not persistent', async () => {
     const dir = await tempDir();
     const dataDir = join(dir, 'pg');
     const server = await EmbeddedServer.start({
@@ -191,5 +211,6 @@ describe('EmbeddedServer', () => {
     await server.stop();
     await expect(readFile(join(dataDir, 'PG_VERSION'))).rejects.toThrow(/ENOENT/);
     await expect(readFile(`${dataDir}.password`)).rejects.toThrow(/ENOENT/);
+    await expect(readFile(`${dataDir}.runtime.password`)).rejects.toThrow(/ENOENT/);
   });
 });

@@ -12,6 +12,7 @@ import { freePort } from '../support/global-setup.js';
 import {
   createDatabase,
   createTestTopology,
+  errorOf,
   freshClientId,
   statusOf,
   startTestGateway,
@@ -157,6 +158,28 @@ describe('rebalance across shard servers', () => {
     const unchanged = await gw.client.admin.getTopology({});
     expect(unchanged.ringEpoch).toBe(before.ringEpoch);
     expect(unchanged.shards.map((s) => s.name)).toEqual(['shard-1', 'shard-2', 'shard-3']);
+  });
+
+  // Found by fuzzing: these reached the driver, which threw a TypeError (INTERNAL) or a URIError
+  // (UNAVAILABLE), dropped the newline (so port 5\n432 became 5432), or, with no host, tried its
+  // default localhost:5432.
+  it('AddShard: a DSN the driver would misread is INVALID_ARGUMENT and connects nowhere', async () => {
+    const port = await freePort();
+    for (const dsn of [
+      'postgres://[::1',
+      'postgres://127.0.0.1:99999/x',
+      `postgres://%ff@127.0.0.1:${port}/x`,
+      `postgres://127.0.0.1:${port}/x%00`,
+      'postgres://127.0.0.1:5\n432/x',
+      'postgres:///x',
+    ]) {
+      const err = await errorOf(gw.client.admin.addShard({ name: 'spare', dsn, weight: 0 }));
+      expect({ dsn, code: err.code, names: err.details.includes('dsn') }).toEqual({
+        dsn,
+        code: Status.INVALID_ARGUMENT,
+        names: true,
+      });
+    }
   });
 
   it(

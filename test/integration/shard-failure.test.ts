@@ -45,7 +45,11 @@ describe('a shard server that goes down and comes back', () => {
       shards: [
         {
           name: 'shard-1',
-          url: await createDatabase(server.urlFor('postgres'), `t_${id}_s1`),
+          url: await createDatabase(
+            server.urlFor('postgres'),
+            `t_${id}_s1`,
+            server.runtimeUrlFor('postgres'),
+          ),
           weight: 100,
         },
         {

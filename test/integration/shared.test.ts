@@ -410,7 +410,13 @@ describe('SharedService', () => {
           )
         ).rows.map((r) => r.table_name),
       );
-      expect(clientTables).toEqual(['appointments', 'handoffs', 'schema_migrations', 'state']);
+      expect(clientTables).toEqual([
+        'appointments',
+        'handoffs',
+        'request_ids',
+        'schema_migrations',
+        'state',
+      ]);
     });
   });
 });

@@ -24,7 +24,7 @@ import {
   type TestTopology,
 } from '../support/harness.js';
 
-const CLIENT_TABLES = ['appointments', 'handoffs', 'schema_migrations', 'state'];
+const CLIENT_TABLES = ['appointments', 'handoffs', 'request_ids', 'schema_migrations', 'state'];
 
 function shardUrl(topology: TestTopology, shard: string): string {
   const found = topology.shards.find((s) => s.name === shard);
@@ -102,7 +102,7 @@ describe('TenantService', () => {
         clientId,
         status: TenantStatus.TENANT_STATUS_ACTIVE,
         schema,
-        schemaVersion: 1,
+        schemaVersion: 2,
       });
       expect(topology.shards.map((s) => s.name)).toContain(tenant!.shard);
       expect(tenant!.churnedAt).toBeUndefined();
@@ -119,7 +119,7 @@ describe('TenantService', () => {
             )
           ).rows,
       );
-      expect(versions).toEqual([{ version: 1 }]);
+      expect(versions).toEqual([{ version: 1 }, { version: 2 }]);
       // The other shard has no trace of the client.
       const other = topology.shards.find((s) => s.name !== tenant!.shard)!;
       expect(await schemaCount(other.url, schema)).toBe(0);
@@ -161,7 +161,7 @@ describe('TenantService', () => {
       expect([...schemas]).toEqual([`client_${clientId.replaceAll('-', '_')}`]);
       for (const r of results) {
         expect(r.tenant!.status).toBe(TenantStatus.TENANT_STATUS_ACTIVE);
-        expect(r.tenant!.schemaVersion).toBe(1);
+        expect(r.tenant!.schemaVersion).toBe(2);
       }
       const [shard] = [...shards];
       expect(await tablesOf(shardUrl(topology, shard!), [...schemas][0]!)).toEqual(CLIENT_TABLES);
@@ -244,7 +244,7 @@ describe('TenantService', () => {
           clientId,
           schema,
           status: TenantStatus.TENANT_STATUS_ACTIVE,
-          schemaVersion: 1,
+          schemaVersion: 2,
         });
         expect((await gw.client.tenants.getTenant({ clientId })).tenant).toEqual(tenant);
         expect(await tablesOf(shardUrl(topology, tenant!.shard), schema)).toEqual(CLIENT_TABLES);
@@ -378,7 +378,7 @@ describe('TenantService', () => {
       expect(tenant!.status).toBe(TenantStatus.TENANT_STATUS_ACTIVE);
       expect(tenant!.shard).toBe(created.shard);
       expect(tenant!.schema).toBe(`client_${clientId.replaceAll('-', '_')}`);
-      expect(tenant!.schemaVersion).toBe(1);
+      expect(tenant!.schemaVersion).toBe(2);
       expect(tenant!.createdAt).toBeInstanceOf(Date);
       expect(tenant!.updatedAt).toBeInstanceOf(Date);
       expect(tenant!.churnedAt).toBeUndefined();
@@ -476,7 +476,9 @@ describe('TenantService', () => {
         expect(await ensureClientSchema(db, schema, { migrations: [clientMigrations[0]!] })).toBe(
           1,
         );
-        expect(await tablesOf(url, schema)).toEqual(CLIENT_TABLES);
+        expect(await tablesOf(url, schema)).toEqual(
+          CLIENT_TABLES.filter((t) => t !== 'request_ids'),
+        );
       } finally {
         await withPg(url, (c) => c.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`));
         await db.close();

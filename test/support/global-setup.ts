@@ -5,11 +5,17 @@ import { join } from 'node:path';
 import type { TestProject } from 'vitest/node';
 import { EmbeddedServer } from '../../src/embedded/embedded-server.js';
 
-/** Separate PostgreSQL server processes shared by all test files: [catalog, shard A, B, C]. */
+/**
+ * Separate PostgreSQL server processes shared by all test files: [catalog, shard A, B, C]. Each
+ * has the gateway's runtime role (`shardgate`, NOSUPERUSER) as production does; the gateways under
+ * test connect as that role, and only checks behind their back use the superuser.
+ */
 export interface ProvidedServer {
   port: number;
   /** Superuser URL of the `postgres` database; tests create their own databases from it. */
   adminUrl: string;
+  /** The runtime role's URL of the `postgres` database; harness createDatabase reuses it. */
+  runtimeUrl: string;
 }
 
 declare module 'vitest' {
@@ -55,7 +61,11 @@ export default async function setup(project: TestProject): Promise<() => Promise
   }
   project.provide(
     'pgServers',
-    servers.map((s) => ({ port: s.port, adminUrl: s.urlFor('postgres') })),
+    servers.map((s) => ({
+      port: s.port,
+      adminUrl: s.urlFor('postgres'),
+      runtimeUrl: s.runtimeUrlFor('postgres'),
+    })),
   );
   return async () => {
     await Promise.all(servers.map((s) => s.stop()));

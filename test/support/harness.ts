@@ -2,9 +2,14 @@ import { randomBytes } from 'node:crypto';
 import { pino } from 'pino';
 import pg from 'pg';
 import { inject } from 'vitest';
-import { createShardgateClient, type ShardgateClient } from '../../src/client/index.js';
+import {
+  createShardgateClient,
+  type ShardgateClient,
+  type ShardgateTlsOptions,
+} from '../../src/client/index.js';
 import { configSchema, type GatewayConfig } from '../../src/core/config.js';
 import type { Failpoints } from '../../src/core/failpoints.js';
+import { grantDatabaseAccess } from '../../src/embedded/runtime-role.js';
 import { startGateway, type RunningGateway } from '../../src/gateway.js';
 
 /** Databases made for one test file: its own catalog and shards, so files never share routing. */
@@ -23,27 +28,53 @@ export function freshClientId(prefix = 'client'): string {
   return `${prefix}-${uniqueSuffix()}`;
 }
 
-function withDatabase(adminUrl: string, database: string): string {
-  const u = new URL(adminUrl);
+function withDatabase(serverUrl: string, database: string): string {
+  const u = new URL(serverUrl);
   u.pathname = `/${database}`;
   return u.toString();
 }
 
-/** Creates a database on the server behind `adminUrl` and returns its URL. */
-export async function createDatabase(adminUrl: string, name: string): Promise<string> {
-  const client = new pg.Client({ connectionString: adminUrl });
-  await client.connect();
-  try {
-    await client.query(`CREATE DATABASE ${pg.escapeIdentifier(name)}`);
-  } finally {
-    await client.end();
-  }
-  return withDatabase(adminUrl, name);
+/** The provided test server a URL points at (by port). */
+function providedServerOf(url: string): { adminUrl: string; runtimeUrl: string } | undefined {
+  const port = new URL(url).port;
+  return inject('pgServers').find((s) => String(s.port) === port);
+}
+
+/**
+ * The superuser URL of the database a runtime-role URL of a provided test server names: for
+ * checks and tampering behind the gateway's back that its own role may not do.
+ */
+export function adminUrlOf(url: string): string {
+  const server = providedServerOf(url);
+  if (!server) throw new Error(`no provided test server listens on port ${new URL(url).port}`);
+  return withDatabase(server.adminUrl, decodeURIComponent(new URL(url).pathname.slice(1)));
+}
+
+/**
+ * Creates a database on the server behind `adminUrl` the way production runs: owned by the
+ * superuser, usable by the runtime role (runtime-role.ts grantDatabaseAccess), no CREATE on
+ * `public`. Returns its URL as the runtime role, taken from `runtimeUrl` (a URL of any database on
+ * that server as the role; found by port for the provided test servers).
+ */
+export async function createDatabase(
+  adminUrl: string,
+  name: string,
+  runtimeUrl = providedServerOf(adminUrl)?.runtimeUrl,
+): Promise<string> {
+  if (!runtimeUrl) throw new Error(`no runtime role URL known for ${new URL(adminUrl).host}`);
+  await withPg(adminUrl, (c) => c.query(`CREATE DATABASE ${pg.escapeIdentifier(name)}`));
+  await withPg(withDatabase(adminUrl, name), async (c) => {
+    await c.query('BEGIN');
+    await grantDatabaseAccess(c, name);
+    await c.query('COMMIT');
+  });
+  return withDatabase(runtimeUrl, name);
 }
 
 /**
  * A catalog database on the catalog server and one shard database on each shard server (or
- * `shardCount` spread over them round-robin).
+ * `shardCount` spread over them round-robin), all reached as the runtime role (not a superuser):
+ * the gateway under test runs as it would in production. `adminUrlOf` gives superuser URLs.
  */
 export async function createTestTopology(shardCount = 2): Promise<TestTopology> {
   const [catalogServer, ...shardServers] = inject('pgServers');
@@ -73,7 +104,7 @@ export const silentLog = pino({ level: process.env.SHARDGATE_TEST_LOG ?? 'silent
 export async function startTestGateway(
   topology: TestTopology,
   overrides: Partial<GatewayConfig> = {},
-  options: { failpoints?: Failpoints } = {},
+  options: { failpoints?: Failpoints; token?: string; tls?: ShardgateTlsOptions } = {},
 ): Promise<TestGateway> {
   const config = configSchema.parse({
     listen: '127.0.0.1:0',
@@ -82,7 +113,12 @@ export async function startTestGateway(
     ...overrides,
   }) as GatewayConfig & { catalogUrl: string };
   const gateway = await startGateway(config, silentLog, options);
-  const client = createShardgateClient({ address: gateway.address, defaultDeadlineMs: 15_000 });
+  const client = createShardgateClient({
+    address: gateway.address,
+    defaultDeadlineMs: 15_000,
+    token: options.token,
+    tls: options.tls,
+  });
   return {
     gateway,
     client,

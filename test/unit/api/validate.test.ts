@@ -36,10 +36,19 @@ describe('validate', () => {
     ['too deep', nested(v.MAX_JSON_DEPTH + 1)],
     ['too large', { s: 'x'.repeat(v.MAX_JSON_BYTES) }],
     ['a NUL character', { s: 'a\u0000b' }],
+    ['a NUL in a key', { 'a\u0000b': 1 }],
+    ['a NUL deep inside', { a: [{ b: ['\u0000'] }] }],
     ['a prototype key', JSON.parse('{"__proto__": {"polluted": true}}')],
     ['NaN', { n: Number.NaN }],
   ])('rejects %s', (_name, value) => {
     expect(invalid(() => v.jsonObject(value, 'summary'))).toBe(true);
+  });
+
+  // Found by fuzzing: the NUL check searched the serialised JSON for `\u0000`, which is also how
+  // JSON.stringify escapes a backslash followed by `u0000`, so such text was refused as a NUL.
+  it('accepts text that spells a backslash and u0000 (it is not a NUL)', () => {
+    const doc = { path: 'C:\\u0000dir', ['\\u0000']: '\\\\u0000' };
+    expect(JSON.parse(v.jsonObject(doc, 'summary'))).toEqual(doc);
   });
 
   it('checks UUIDs, phones and timestamps', () => {

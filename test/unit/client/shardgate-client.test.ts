@@ -277,6 +277,8 @@ describe('createShardgateClient retry', () => {
       'Locate',
       'ListMoves',
       'GetMove',
+      'ListTokens',
+      'ListAuditEvents',
     ]);
   });
 });

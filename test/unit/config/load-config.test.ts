@@ -63,4 +63,65 @@ describe('loadConfig', () => {
       /SHARDGATE_EMBEDDED_PORT/,
     );
   });
+  it('reads auth and TLS from SHARDGATE_AUTH_REQUIRED, SHARDGATE_ADMIN_TOKEN and SHARDGATE_TLS_*', () => {
+    const adminToken = 'x'.repeat(40);
+    const config = loadConfig(
+      {
+        SHARDGATE_LISTEN: '0.0.0.0:50051',
+        SHARDGATE_AUTH_REQUIRED: 'true',
+        SHARDGATE_ADMIN_TOKEN: adminToken,
+        SHARDGATE_TLS_CERT_FILE: '/etc/shardgate/server.pem',
+        SHARDGATE_TLS_KEY_FILE: '/etc/shardgate/server.key',
+        SHARDGATE_TLS_CLIENT_CA_FILE: '/etc/shardgate/clients-ca.pem',
+      },
+      emptyDir(),
+    );
+    expect(config.auth).toEqual({ required: true, adminToken });
+    expect(config.tls).toEqual({
+      certFile: '/etc/shardgate/server.pem',
+      keyFile: '/etc/shardgate/server.key',
+      clientCaFile: '/etc/shardgate/clients-ca.pem',
+    });
+  });
+
+  it('defaults to auth off and plaintext, and env overrides the file for auth', () => {
+    const defaults = loadConfig({}, emptyDir());
+    expect(defaults.auth).toEqual({ required: false });
+    expect(defaults.tls).toBeUndefined();
+    const dir = emptyDir();
+    writeFileSync(join(dir, 'shardgate.config.json'), JSON.stringify({ auth: { required: true } }));
+    expect(loadConfig({ SHARDGATE_AUTH_REQUIRED: 'false' }, dir).auth.required).toBe(false);
+    expect(loadConfig({ SHARDGATE_AUTH_REQUIRED: '1' }, emptyDir()).auth.required).toBe(true);
+  });
+
+  it('refuses a SHARDGATE_AUTH_REQUIRED that is not a boolean', () => {
+    expect(() => loadConfig({ SHARDGATE_AUTH_REQUIRED: 'maybe' }, emptyDir())).toThrow(
+      /SHARDGATE_AUTH_REQUIRED must be true or false/,
+    );
+  });
+
+  it('refuses a short admin token without echoing it', () => {
+    let message = '';
+    try {
+      loadConfig({ SHARDGATE_ADMIN_TOKEN: 'short-secret' }, emptyDir());
+    } catch (err) {
+      expect(err).toBeInstanceOf(ConfigError);
+      message = (err as Error).message;
+    }
+    expect(message).toContain('auth.adminToken: at least 32 characters');
+    expect(message).not.toContain('short-secret');
+  });
+
+  it('refuses a TLS key without its certificate', () => {
+    expect(() => loadConfig({ SHARDGATE_TLS_KEY_FILE: '/k.pem' }, emptyDir())).toThrow(
+      /tls\.certFile/,
+    );
+  });
+
+  it('refuses to listen on a non-loopback address without auth', () => {
+    expect(() => loadConfig({ SHARDGATE_LISTEN: '0.0.0.0:50051' }, emptyDir())).toThrow(
+      /refusing to listen on 0\.0\.0\.0:50051 without authentication/,
+    );
+    expect(loadConfig({ SHARDGATE_LISTEN: '[::1]:50051' }, emptyDir()).listen).toBe('[::1]:50051');
+  });
 });
