@@ -48,6 +48,8 @@ export function createGrpcServer(ctx: GatewayContext): { server: Server; health:
     .use(errorDetailsServerMiddleware)
     .use(errorMapping((err) => ctx.log.error({ err }, 'call failed')))
     .use(authenticate(ctx))
+    // After authentication, so an unauthenticated caller learns nothing from a garbage request.
+    .use(refuseUndecodable)
     .use(auditAdminActions(ctx))
     .use(enforceLimits(ctx));
   server.add(decodeLeniently(TenantServiceDefinition), createTenantService(ctx));
@@ -86,10 +88,18 @@ function errorMapping(logUnexpected: (err: unknown) => void) {
     context: CallContext,
   ) {
     try {
-      rejectUndecodable(call.method.path, call.request);
       return yield* call.next(call.request, context);
     } catch (err) {
       throw toServerError(err, logUnexpected);
     }
   };
+}
+
+/** A request the lenient decoder could not decode fails INVALID_ARGUMENT before any handler. */
+async function* refuseUndecodable<Request, Response>(
+  call: ServerMiddlewareCall<Request, Response>,
+  context: CallContext,
+) {
+  rejectUndecodable(call.method.path, call.request);
+  return yield* call.next(call.request, context);
 }

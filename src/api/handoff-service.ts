@@ -6,7 +6,13 @@ import { handoffs, type HandoffRecord, type NewHandoff } from '../shards/handoff
 import { handoffToProto } from './convert.js';
 import { openClientScope, withClient, type GatewayContext } from './gateway-context.js';
 import { createOnce, requestKeyOf } from './idempotency.js';
-import { cursorDate, cursorString, decodePageToken, encodePageToken } from './page-token.js';
+import {
+  cursorDate,
+  cursorString,
+  decodePageToken,
+  encodePageToken,
+  fitPage,
+} from './page-token.js';
 import * as v from './validate.js';
 
 /** HandoffService: append, list and watch agent-to-agent handoffs in the client's schema. */
@@ -73,12 +79,17 @@ export function createHandoffService(ctx: GatewayContext): HandoffServiceImpleme
           { fromAgent, toAgent, createdAfter, createdBefore, before, limit: limit + 1 },
           signal,
         );
-        const page = rows.slice(0, limit);
+        // Summaries run to 256 KiB each: a full page could exceed the message limit.
+        const page = fitPage(
+          rows.slice(0, limit),
+          handoffBytes,
+          ctx.config.limits.maxMessageBytes / 2,
+        );
         const last = page.at(-1);
         return {
           handoffs: page.map(handoffToProto),
           nextPageToken:
-            rows.length > limit && last
+            rows.length > page.length && last
               ? encodePageToken(filters, [last.createdAt.getTime(), last.id])
               : '',
         };
@@ -132,6 +143,15 @@ export function createHandoffService(ctx: GatewayContext): HandoffServiceImpleme
       }
     },
   };
+}
+
+/**
+ * At least the bytes a handoff takes in a response: its summary dominates, and a Struct takes up
+ * to about twice the bytes of its JSON (a tag and a length around every key and value).
+ */
+function handoffBytes(h: HandoffRecord): number {
+  const text = JSON.stringify(h.summary) + h.fromAgent + h.toAgent;
+  return 2 * Buffer.byteLength(text) + 64;
 }
 
 /** A new handoff's fields, validated; `field` prefixes error messages. */

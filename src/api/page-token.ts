@@ -69,3 +69,17 @@ export function cursorString(value: string | number | undefined): string {
     throw invalidArgument('page_token is not a token this API returned');
   return value;
 }
+
+/**
+ * The longest prefix of `items` whose estimated size fits `budgetBytes`, and never fewer than one
+ * item so a listing always moves on. AIP-158 lets a page hold fewer than page_size items; a page
+ * over the gRPC message limit could never be sent (RESOURCE_EXHAUSTED on every retry).
+ */
+export function fitPage<T>(items: T[], sizeOf: (item: T) => number, budgetBytes: number): T[] {
+  let total = 0;
+  for (let i = 0; i < items.length; i++) {
+    total += sizeOf(items[i]!);
+    if (total > budgetBytes && i > 0) return items.slice(0, i);
+  }
+  return items;
+}

@@ -4,7 +4,13 @@ import type { SharedServiceImplementation } from '../gen/shardgate/v1/shared.js'
 import type { BenchmarkRecord, KnowledgeRecord } from '../shared-db/shared-store.js';
 import type { GatewayContext } from './gateway-context.js';
 import { callerOf, requestKeyOf } from './idempotency.js';
-import { cursorDate, cursorString, decodePageToken, encodePageToken } from './page-token.js';
+import {
+  cursorDate,
+  cursorString,
+  decodePageToken,
+  encodePageToken,
+  fitPage,
+} from './page-token.js';
 import * as v from './validate.js';
 
 const optionalKey = (
@@ -106,6 +112,13 @@ export function createSharedService(ctx: GatewayContext): SharedServiceImplement
         filters,
         (k: KnowledgeRecord) => [k.createdAt.getTime(), k.id],
         'entries',
+        // Contents run to 64 KiB each: a full page could exceed the message limit.
+        (items) =>
+          fitPage(
+            items,
+            (k) => 3 * (k.content.length + k.topic.length + k.agent.length) + 64,
+            ctx.config.limits.maxMessageBytes / 2,
+          ),
       );
     },
   };
@@ -117,10 +130,12 @@ function page<T, K extends string>(
   filters: unknown[],
   cursorOf: (row: T) => (string | number)[],
   field: K,
+  fit: (items: T[]) => T[] = (items) => items,
 ): Record<K, T[]> & { nextPageToken: string } {
-  const items = rows.slice(0, limit);
+  const items = fit(rows.slice(0, limit));
   const last = items.at(-1);
-  const nextPageToken = rows.length > limit && last ? encodePageToken(filters, cursorOf(last)) : '';
+  const nextPageToken =
+    rows.length > items.length && last ? encodePageToken(filters, cursorOf(last)) : '';
   return { [field]: items, nextPageToken } as Record<K, T[]> & { nextPageToken: string };
 }
 

@@ -46,7 +46,6 @@ import {
   notFound,
   OK,
   onTheWire,
-  outcomeOf,
   tenantIdArb,
   tenantOutcome,
   type Expected,
@@ -434,5 +433,35 @@ describe('fuzzing HandoffService and StateService', () => {
       writes: true,
       numRuns: 120,
     });
+  });
+
+  // Found by fuzzing: summaries of up to 256 KiB are accepted one by one, but a default page of
+  // them exceeded the 4 MiB message limit, and every listing failed RESOURCE_EXHAUSTED.
+  it('ListHandoffs: pages of big summaries stay under the message limit', async () => {
+    const clientId = world.fuzz.clientId;
+    const toAgent = `big-${Date.now()}`;
+    const summary = { blob: 'é'.repeat(120 * 1024) }; // 240 KiB of UTF-8
+    for (let i = 0; i < 20; i++) {
+      await world.gw.client.handoffs.appendHandoff({
+        clientId,
+        handoff: { id: '', fromAgent: 'a', toAgent, version: i, summary },
+        requestId: '',
+      });
+    }
+    const versions: number[] = [];
+    let pageToken = '';
+    do {
+      const page = await world.gw.client.handoffs.listHandoffs({
+        clientId,
+        toAgent,
+        fromAgent: '',
+        pageSize: 0,
+        pageToken,
+      });
+      expect(page.handoffs.length).toBeGreaterThan(0);
+      versions.push(...page.handoffs.map((h) => h.version));
+      pageToken = page.nextPageToken;
+    } while (pageToken !== '');
+    expect(versions.sort((a, b) => a - b)).toEqual(Array.from({ length: 20 }, (_, i) => i));
   });
 });

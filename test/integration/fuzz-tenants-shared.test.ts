@@ -448,4 +448,31 @@ describe('fuzzing TenantService and SharedService', () => {
       numRuns: 100,
     });
   });
+
+  // Found by fuzzing: entries of up to 64 KiB are accepted one by one, but a page of 1000 of them
+  // exceeded the 4 MiB message limit, and the listing failed RESOURCE_EXHAUSTED.
+  it('ListKnowledgeEntries: pages of big entries stay under the message limit', async () => {
+    const topic = `big.${Date.now()}`;
+    const content = 'x'.repeat(64 * 1024);
+    for (let i = 0; i < 70; i++) {
+      await world.gw.client.shared.addKnowledgeEntry({
+        entry: { id: '', topic, agent: `a${i}`, content },
+        requestId: '',
+      });
+    }
+    const agents = new Set<string>();
+    let pageToken = '';
+    do {
+      const page = await world.gw.client.shared.listKnowledgeEntries({
+        topic,
+        agent: '',
+        pageSize: 1000,
+        pageToken,
+      });
+      expect(page.entries.length).toBeGreaterThan(0);
+      for (const e of page.entries) agents.add(e.agent);
+      pageToken = page.nextPageToken;
+    } while (pageToken !== '');
+    expect(agents.size).toBe(70);
+  });
 });

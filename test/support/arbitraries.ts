@@ -127,6 +127,9 @@ export function hostileString(lengths: readonly number[] = []): fc.Arbitrary<str
   );
 }
 
+// eslint-disable-next-line no-control-regex
+const CONTROL_CHARACTER = /[\u0000-\u001f\u007f]/g;
+
 /** A string of `min`..`max` printable characters: what a free-text field must accept. */
 export function printableString(min: number, max: number): fc.Arbitrary<string> {
   const unit = fc.oneof(
@@ -136,7 +139,7 @@ export function printableString(min: number, max: number): fc.Arbitrary<string> 
   );
   return fc
     .array(unit, { minLength: min, maxLength: max })
-    .map((chars) => chars.join('').replace(/[\u0000-\u001f\u007f]/g, 'x'));
+    .map((chars) => chars.join('').replace(CONTROL_CHARACTER, 'x'));
 }
 
 /** Client ids that look almost right: case, dots, underscores, double hyphens, length, lookalikes. */
@@ -531,7 +534,8 @@ const MAX_DOC = 256 * 1024;
 
 /**
  * JSON documents for google.protobuf.Struct fields: random trees with hostile keys and values,
- * nesting around the 32-level limit and far past it (1000), sizes around 256 KiB and up to 3 MB,
+ * nesting around the 32-level limit and far past it (1000), sizes around 256 KiB and past the
+ * 4 MiB message limit,
  * NaN and ±Infinity where a Struct can carry them.
  */
 export const jsonDocumentArb: fc.Arbitrary<Record<string, unknown>> = fc.oneof(
@@ -547,7 +551,7 @@ export const jsonDocumentArb: fc.Arbitrary<Record<string, unknown>> = fc.oneof(
   },
   {
     arbitrary: fc
-      .constantFrom(MAX_DOC - 1, MAX_DOC, MAX_DOC + 1, 1024 * 1024, 3 * 1024 * 1024)
+      .constantFrom(MAX_DOC - 1, MAX_DOC, MAX_DOC + 1, 1024 * 1024, 5 * 1024 * 1024)
       .map(documentOfSize),
     weight: 1,
   },

@@ -11,6 +11,9 @@ const CONTROL_BUT_LINE_BREAKS = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/
 const ID = /^[a-z0-9]+(?:-[a-z0-9]+)*$/;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
+/** True when `raw` holds a C0 control character or DEL. */
+export const hasControlCharacters = (raw: string): boolean => CONTROL.test(raw);
+
 /** Single-line text of min..max characters without control characters. */
 export const isText = (raw: string, min: number, max: number): boolean =>
   raw.length >= min && raw.length <= max && !CONTROL.test(raw);

@@ -4,6 +4,7 @@ import {
   cursorString,
   decodePageToken,
   encodePageToken,
+  fitPage,
 } from '../../../src/api/page-token.js';
 import { isShardgateError } from '../../../src/core/errors.js';
 
@@ -65,5 +66,13 @@ describe('page tokens', () => {
   it('accepts the cursor strings listings issue', () => {
     expect(cursorString('acme-hvac')).toBe('acme-hvac');
     expect(cursorString('first_time_fix.rate')).toBe('first_time_fix.rate');
+  });
+
+  it('fits a page to a byte budget, keeping at least one item', () => {
+    const size = (n: number): number => n;
+    expect(fitPage([3, 3, 3, 3], size, 7)).toEqual([3, 3]);
+    expect(fitPage([3, 3], size, 6)).toEqual([3, 3]);
+    expect(fitPage([9, 1], size, 5)).toEqual([9]);
+    expect(fitPage([], size, 5)).toEqual([]);
   });
 });
