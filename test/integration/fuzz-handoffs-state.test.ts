@@ -78,6 +78,9 @@ const handoffArbs = {
     toAgent: hostileAgent,
     version: int32Arb,
     summary: hostileDocument,
+    // Output-only: ignored whatever they hold.
+    id: hostileString([36]),
+    createdAt: dateArb,
   }),
 };
 
@@ -105,7 +108,8 @@ function expectHandoffStored(sent: Handoff, stored: Handoff | undefined): void {
   });
 }
 
-describe('fuzzing HandoffService and StateService', () => {
+// Generous: a property's runs take a few seconds, more on a busy machine.
+describe('fuzzing HandoffService and StateService', { timeout: 90_000 }, () => {
   let world: FuzzWorld;
   let shardDb: pg.Client;
   let schema: string;
@@ -144,7 +148,7 @@ describe('fuzzing HandoffService and StateService', () => {
       call: (r) => world.gw.client.handoffs.appendHandoff(r),
       writes: true,
       onOk: (r, res) => expectHandoffStored(r.handoff!, (res as { handoff?: Handoff }).handoff),
-      numRuns: 120,
+      numRuns: 100,
     });
   });
 
@@ -245,10 +249,12 @@ describe('fuzzing HandoffService and StateService', () => {
     await fuzz(world, {
       name: 'ListHandoffs',
       arb: filters.chain((r) =>
-        pageTokenArb(issued, (cursor) => encodePageToken(filtersOf(r), cursor)).map((token) => ({
-          ...r,
-          token,
-        })),
+        pageTokenArb(issued, (cursor) => encodePageToken(filtersOf(onTheWire(r)), cursor)).map(
+          (token) => ({
+            ...r,
+            token,
+          }),
+        ),
       ),
       expected: (r) => {
         const w = onTheWire(r);
@@ -262,7 +268,7 @@ describe('fuzzing HandoffService and StateService', () => {
         return otherwise(r, [...bad, ...clientProblems(r.clientId)], () => OK);
       },
       call: (r) => world.gw.client.handoffs.listHandoffs({ ...r, pageToken: r.token.token }),
-      numRuns: 120,
+      numRuns: 100,
     });
   });
 
@@ -395,7 +401,7 @@ describe('fuzzing HandoffService and StateService', () => {
       writes: true,
       onOk: (r, res) =>
         expect((res as { state?: State }).state?.document).toEqual(asStored(onTheWire(r.document))),
-      numRuns: 120,
+      numRuns: 100,
     });
   });
 
@@ -431,7 +437,7 @@ describe('fuzzing HandoffService and StateService', () => {
       },
       call: (r) => world.gw.client.state.patchState(r),
       writes: true,
-      numRuns: 120,
+      numRuns: 100,
     });
   });
 

@@ -368,7 +368,7 @@ describe('per-client limits', () => {
       expect(put.state?.version).toBe(1);
     });
 
-    it('a response over maxMessageBytes fails RESOURCE_EXHAUSTED (ask for a smaller page)', async () => {
+    it('a page that would exceed maxMessageBytes comes back shorter, with a next_page_token (AIP-158)', async () => {
       const clientId = freshClientId('bigpage');
       await gw.client.tenants.createTenant({ clientId });
       const summary = { blob: 'y'.repeat(40 * 1024) };
@@ -378,11 +378,18 @@ describe('per-client limits', () => {
           handoff: { fromAgent: 'a', toAgent: 'b', version: 1, summary },
         });
       }
-      const page = await errorOf(gw.client.handoffs.listHandoffs({ clientId, pageSize: 2 }));
-      expect(page.code).toBe(Status.RESOURCE_EXHAUSTED);
-      const one = await gw.client.handoffs.listHandoffs({ clientId, pageSize: 1 });
-      expect(one.handoffs).toHaveLength(1);
-      expect(one.nextPageToken).not.toBe('');
+      // Two 40 KiB handoffs do not fit one 64 KiB message: the page holds one and points on.
+      const first = await gw.client.handoffs.listHandoffs({ clientId, pageSize: 2 });
+      expect(first.handoffs).toHaveLength(1);
+      expect(first.nextPageToken).not.toBe('');
+      const second = await gw.client.handoffs.listHandoffs({
+        clientId,
+        pageSize: 2,
+        pageToken: first.nextPageToken,
+      });
+      expect(second.handoffs).toHaveLength(1);
+      expect(second.nextPageToken).toBe('');
+      expect(second.handoffs[0]!.id).not.toBe(first.handoffs[0]!.id);
     });
   });
 

@@ -3,7 +3,7 @@ import fc from 'fast-check';
 /**
  * fast-check generators of hostile request values, shared by the fuzz tests. Each generator mixes
  * values the API must accept with values it must refuse; the tests decide which is which from the
- * value itself (see fuzz-harness.ts), never from the generator that made it.
+ * value itself (see fuzz-contract.ts), never from the generator that made it.
  */
 
 /** SQL that would do damage if it ever reached a statement as text instead of a parameter. */
@@ -535,8 +535,7 @@ const MAX_DOC = 256 * 1024;
 /**
  * JSON documents for google.protobuf.Struct fields: random trees with hostile keys and values,
  * nesting around the 32-level limit and far past it (1000), sizes around 256 KiB and past the
- * 4 MiB message limit,
- * NaN and ±Infinity where a Struct can carry them.
+ * 4 MiB message limit, NaN and ±Infinity (a Struct carries them; JSON cannot).
  */
 export const jsonDocumentArb: fc.Arbitrary<Record<string, unknown>> = fc.oneof(
   { arbitrary: jsonTree.object, weight: 8 },

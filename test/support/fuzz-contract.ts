@@ -27,6 +27,7 @@ export const isClientId = (raw: string): boolean => raw.length <= 56 && ID.test(
 /** Shard names: the client-id alphabet, at most 63 characters. */
 export const isShardName = (raw: string): boolean => raw.length <= 63 && ID.test(raw);
 
+/** A UUID in any letter case (the gateway lowercases it). */
 export const isUuid = (raw: string): boolean => UUID.test(raw);
 
 /** Phone numbers: 3 to 32 of digits, spaces and `+-().`, at least one digit. */

@@ -28,7 +28,9 @@ export interface FuzzWorld {
   canary: SeededTenant;
   /** By database name ('catalog' or a shard): the statement `fingerprint` runs there. */
   fingerprintQueries: Map<string, string>;
-  /** grpc.health.v1 answers SERVING and a known-good read succeeds. */
+  /** grpc.health.v1 answers SERVING. */
+  expectHealthy(): Promise<void>;
+  /** grpc.health.v1 answers SERVING and a known-good read of the canary succeeds. */
   expectServing(): Promise<void>;
   close(): Promise<void>;
 }
@@ -73,6 +75,10 @@ export async function createFuzzWorld(overrides: Partial<GatewayConfig> = {}): P
   }
   const channel = createChannel(gw.gateway.address);
   const health = createClient(HealthDefinition, channel);
+  const expectHealthy = async (): Promise<void> => {
+    const { status } = await health.check({ service: '' }, { signal: AbortSignal.timeout(5_000) });
+    expect(status).toBe(1); // SERVING
+  };
   return {
     topology,
     gw,
@@ -81,12 +87,9 @@ export async function createFuzzWorld(overrides: Partial<GatewayConfig> = {}): P
     fuzz,
     canary,
     fingerprintQueries,
+    expectHealthy,
     async expectServing() {
-      const { status } = await health.check(
-        { service: '' },
-        { signal: AbortSignal.timeout(5_000) },
-      );
-      expect(status).toBe(1); // SERVING
+      await expectHealthy();
       const { state } = await gw.client.state.getState(
         { clientId: canary.clientId },
         { deadline: 5_000 },
@@ -192,6 +195,7 @@ export interface Expected {
   fields?: readonly string[];
 }
 
+/** The common expectations; `invalid` lists the fields one of which the message must name. */
 export const OK: Expected = { code: Status.OK };
 export const notFound: Expected = { code: Status.NOT_FOUND };
 export const failedPrecondition: Expected = { code: Status.FAILED_PRECONDITION };
@@ -296,6 +300,7 @@ export async function fuzz<R>(world: FuzzWorld, c: FuzzCase<R>): Promise<void> {
       expectClear(c.name, outcome, expected);
       if (outcome.code === Status.OK) await c.onOk?.(req, outcome.response);
       await c.after?.(req, outcome);
+      await world.expectHealthy();
       if (outcome.code !== Status.OK || !c.writes)
         expect(now, `${c.name} wrote although it ${Status[outcome.code]}`).toEqual(before);
     }),
