@@ -74,6 +74,15 @@ function envOverrides(env: Env): Record<string, unknown> {
   if (env.SHARDGATE_ADMIN_TOKEN) set(['auth', 'adminToken'], env.SHARDGATE_ADMIN_TOKEN);
   if (env.SHARDGATE_TLS_CERT_FILE) set(['tls', 'certFile'], env.SHARDGATE_TLS_CERT_FILE);
   if (env.SHARDGATE_TLS_KEY_FILE) set(['tls', 'keyFile'], env.SHARDGATE_TLS_KEY_FILE);
+  if (env.SHARDGATE_ALLOW_SUPERUSER) {
+    set(
+      ['database', 'allowSuperuser'],
+      bool('SHARDGATE_ALLOW_SUPERUSER', env.SHARDGATE_ALLOW_SUPERUSER),
+    );
+  }
+  if (env.SHARDGATE_RATE_LIMIT) {
+    set(['limits', 'clientRatePerSecond'], num('SHARDGATE_RATE_LIMIT'));
+  }
   if (env.SHARDGATE_TLS_CLIENT_CA_FILE) {
     set(['tls', 'clientCaFile'], env.SHARDGATE_TLS_CLIENT_CA_FILE);
   }

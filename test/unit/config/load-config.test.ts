@@ -94,6 +94,19 @@ describe('loadConfig', () => {
     expect(loadConfig({ SHARDGATE_AUTH_REQUIRED: '1' }, emptyDir()).auth.required).toBe(true);
   });
 
+  it('reads SHARDGATE_ALLOW_SUPERUSER and SHARDGATE_RATE_LIMIT', () => {
+    const config = loadConfig(
+      { SHARDGATE_ALLOW_SUPERUSER: 'yes', SHARDGATE_RATE_LIMIT: '250' },
+      emptyDir(),
+    );
+    expect(config.database.allowSuperuser).toBe(true);
+    expect(config.limits.clientRatePerSecond).toBe(250);
+    expect(loadConfig({}, emptyDir()).database.allowSuperuser).toBe(false);
+    expect(() => loadConfig({ SHARDGATE_RATE_LIMIT: 'lots' }, emptyDir())).toThrow(
+      /SHARDGATE_RATE_LIMIT must be a whole number/,
+    );
+  });
+
   it('refuses a SHARDGATE_AUTH_REQUIRED that is not a boolean', () => {
     expect(() => loadConfig({ SHARDGATE_AUTH_REQUIRED: 'maybe' }, emptyDir())).toThrow(
       /SHARDGATE_AUTH_REQUIRED must be true or false/,
