@@ -6,7 +6,7 @@ import { ShardgateError } from '../core/errors.js';
 import { isClientId } from '../core/ids.js';
 import { statusByCode } from './error-status.js';
 import type { GatewayContext } from './gateway-context.js';
-import { RateLimiter, type RateLimiterOptions, type Refusal } from './rate-limiter.js';
+import { RateLimiter, type Permit, type RateLimiterOptions, type Refusal } from './rate-limiter.js';
 
 /** Services limited per caller (token) rather than per client: they name no tenant to bill. */
 const ADMIN_SERVICE = '/shardgate.v1.AdminService/';
@@ -26,89 +26,216 @@ const CALLER_KEY_PREFIX = '@';
  * database work is cancelled; server streams are exempt from the cap but counted against
  * `limits.clientMaxStreams`.
  */
+export class CallLimits {
+  readonly #limits: LimitsConfig;
+  readonly #limiter: RateLimiter;
+  readonly #cap: DeadlineCap;
+
+  constructor(limits: LimitsConfig, pool: PoolConfig) {
+    this.#limits = limits;
+    this.#limiter = new RateLimiter(rateLimiterOptions(limits, pool));
+    this.#cap = new DeadlineCap(limits.maxDeadlineMs);
+  }
+
+  /**
+   * Admits one call or throws RESOURCE_EXHAUSTED. The caller awaits `turn` when set, runs the call
+   * with `signal`, maps a failure through `failure()`, and calls `exit()` exactly once at the end.
+   * Undefined: the call is not limited (health, reflection, client streams).
+   */
+  enter(
+    path: string,
+    request: unknown,
+    identity: Identity,
+    responseStream: boolean,
+    requestStream: boolean,
+    signal: AbortSignal,
+  ): LimitedCall | undefined {
+    if (requestStream || !path.startsWith(LIMITED_PREFIX)) return undefined;
+    const key = limitKeyOf(path, request, identity);
+    const permit = this.#limiter.admit(key, responseStream ? 'stream' : 'unary');
+    if (!permit.admitted) throw refusedError(permit, key, this.#limits);
+    if (responseStream) return new LimitedCall(permit, signal, undefined, undefined);
+    const capped = this.#cap.start(signal);
+    return new LimitedCall(permit, capped.signal, capped, permit.waitTurn(capped.signal));
+  }
+}
+
+/** One admitted call: its signal (capped for unary calls), its turn, and its release. */
+export class LimitedCall {
+  readonly #permit: Permit;
+  readonly #capped: CappedCall | undefined;
+  /** The call's signal: the caller's, or one that also fires at the deadline cap. */
+  readonly signal: AbortSignal;
+  /** Set while the call waits behind the client's earlier calls; await it before running. */
+  readonly turn: Promise<void> | undefined;
+
+  constructor(
+    permit: Permit,
+    signal: AbortSignal,
+    capped: CappedCall | undefined,
+    turn: Promise<void> | undefined,
+  ) {
+    this.#permit = permit;
+    this.signal = signal;
+    this.#capped = capped;
+    this.turn = turn;
+  }
+
+  /** The error to give the caller for `err`: DEADLINE_EXCEEDED once capped, CANCELLED if it left. */
+  failure(err: unknown): unknown {
+    const capped = this.#capped;
+    if (!capped) return err;
+    if (capped.capped) return deadlineCapped(capped.capMs, err);
+    // The caller went away while the call waited for its turn.
+    if (this.signal.aborted && err === this.signal.reason) {
+      return new ShardgateError('cancelled', 'the call was cancelled', { cause: err });
+    }
+    return err;
+  }
+
+  /** Releases the call's place and its cap; idempotent. */
+  exit(): void {
+    this.#capped?.end();
+    this.#permit.release();
+  }
+}
+
+/** CallLimits as a middleware of its own (the gateway runs it inside callGate). */
 export function enforceLimits(ctx: GatewayContext) {
-  const limits = ctx.config.limits;
-  const limiter = new RateLimiter(rateLimiterOptions(limits, ctx.config.pool));
-  const capMs = limits.maxDeadlineMs;
+  const limits = new CallLimits(ctx.config.limits, ctx.config.pool);
   return async function* <Request, Response>(
     call: ServerMiddlewareCall<Request, Response>,
     context: CallContext & AuthContext,
   ) {
-    const path = call.method.path;
-    if (!path.startsWith(LIMITED_PREFIX) || call.requestStream) {
-      return yield* call.next(call.request, context);
-    }
-    const key = limitKeyOf(path, call.request, context.identity);
-    const permit = limiter.admit(key, call.responseStream ? 'stream' : 'unary');
-    if (!permit.admitted) throw refusedError(permit, key, limits);
-    if (call.responseStream) {
-      try {
-        return yield* call.next(call.request, context);
-      } finally {
-        permit.release();
-      }
-    }
-
-    // The handler sees a signal that fires on the caller's cancel or deadline, or at the cap.
-    const deadline = new CappedSignal(context.signal, capMs);
-    const signal = deadline.signal;
+    const limited = limits.enter(
+      call.method.path,
+      call.request,
+      context.identity,
+      call.responseStream,
+      call.requestStream,
+      context.signal,
+    );
+    if (!limited) return yield* call.next(call.request, context);
     try {
-      const waiting = permit.waitTurn(signal);
-      if (waiting) await waiting;
-      return yield* call.next(call.request, { ...context, signal });
+      if (limited.turn) await limited.turn;
+      const signal = limited.signal;
+      return yield* call.next(
+        call.request,
+        signal === context.signal ? context : { ...context, signal },
+      );
     } catch (err) {
-      if (deadline.capped) throw deadlineCapped(capMs, err);
-      // The caller went away while the call waited for its turn.
-      if (signal.aborted && err === signal.reason) {
-        throw new ShardgateError('cancelled', 'the call was cancelled', { cause: err });
-      }
-      throw err;
+      throw limited.failure(err);
     } finally {
-      deadline.dispose();
-      permit.release();
+      limited.exit();
     }
   };
 }
 
 /**
- * A signal that fires when the caller's does (with its reason) or once `capMs` pass (with a
- * TimeoutError, which the database layer reports as a deadline). One timer and one listener per
- * call, both removed by dispose(); bench/limits.ts measures what they cost.
+ * The deadline cap with one timer for all calls instead of one per call: every unary call gets the
+ * same cap, so calls expire in the order they started and a FIFO list keeps them sorted; the timer
+ * is armed for the oldest only.
  */
-class CappedSignal {
-  readonly #controller = new AbortController();
-  readonly #parent: AbortSignal;
-  readonly #timer: NodeJS.Timeout;
-  #capped = false;
+class DeadlineCap {
+  readonly capMs: number;
+  #head: CappedCall | undefined;
+  #tail: CappedCall | undefined;
+  #timer: NodeJS.Timeout | undefined;
 
-  constructor(parent: AbortSignal, capMs: number) {
+  constructor(capMs: number) {
+    this.capMs = capMs;
+  }
+
+  /** A capped signal for a call starting now, following `parent` (the caller's cancel/deadline). */
+  start(parent: AbortSignal): CappedCall {
+    const call = new CappedCall(this, parent, performance.now() + this.capMs);
+    if (this.#tail) {
+      this.#tail.next = call;
+      call.prev = this.#tail;
+      this.#tail = call;
+    } else {
+      this.#head = this.#tail = call;
+      this.#arm();
+    }
+    return call;
+  }
+
+  /** @internal Called by CappedCall.end. */
+  unlink(call: CappedCall): void {
+    if (call.prev) call.prev.next = call.next;
+    else if (this.#head === call) this.#head = call.next;
+    else return; // already unlinked (it fired)
+    if (call.next) call.next.prev = call.prev;
+    else this.#tail = call.prev;
+    call.prev = call.next = undefined;
+  }
+
+  #arm(): void {
+    if (this.#timer || !this.#head) return;
+    const delayMs = Math.max(0, this.#head.expiresAt - performance.now());
+    this.#timer = setTimeout(this.#fire, delayMs);
+    this.#timer.unref();
+  }
+
+  readonly #fire = (): void => {
+    this.#timer = undefined;
+    const now = performance.now();
+    while (this.#head && this.#head.expiresAt <= now) {
+      const expired = this.#head;
+      this.unlink(expired);
+      expired.cap();
+    }
+    this.#arm();
+  };
+}
+
+/**
+ * One unary call under the cap: its own signal fires when the caller's does (with its reason) or
+ * at the cap (with a TimeoutError, which the database layer reports as a deadline). It listens to
+ * the caller's signal as a listener object, so no closure is made per call.
+ */
+class CappedCall {
+  readonly #controller = new AbortController();
+  readonly #owner: DeadlineCap;
+  readonly #parent: AbortSignal;
+  readonly expiresAt: number;
+  prev: CappedCall | undefined;
+  next: CappedCall | undefined;
+  /** True once the cap fired (before the caller's own deadline or cancel). */
+  capped = false;
+
+  constructor(owner: DeadlineCap, parent: AbortSignal, expiresAt: number) {
+    this.#owner = owner;
     this.#parent = parent;
+    this.expiresAt = expiresAt;
     if (parent.aborted) this.#controller.abort(parent.reason);
-    else parent.addEventListener('abort', this.#onParentAbort, { once: true });
-    this.#timer = setTimeout(this.#onCap, capMs);
+    else parent.addEventListener('abort', this, { once: true });
   }
 
   get signal(): AbortSignal {
     return this.#controller.signal;
   }
 
-  /** True once the cap fired (before the caller's own deadline or cancel). */
-  get capped(): boolean {
-    return this.#capped;
+  get capMs(): number {
+    return this.#owner.capMs;
   }
 
-  dispose(): void {
-    clearTimeout(this.#timer);
-    this.#parent.removeEventListener('abort', this.#onParentAbort);
+  /** The caller's signal fired. */
+  handleEvent(): void {
+    this.#controller.abort(this.#parent.reason);
   }
 
-  readonly #onParentAbort = (): void => this.#controller.abort(this.#parent.reason);
-
-  readonly #onCap = (): void => {
+  /** @internal The cap passed. */
+  cap(): void {
     if (this.#controller.signal.aborted) return;
-    this.#capped = true;
+    this.capped = true;
     this.#controller.abort(new DOMException('the gateway deadline cap passed', 'TimeoutError'));
-  };
+  }
+
+  end(): void {
+    this.#owner.unlink(this);
+    this.#parent.removeEventListener('abort', this);
+  }
 }
 
 /** The limiter's settings from config; clientMaxConcurrent defaults to half the pool. */
