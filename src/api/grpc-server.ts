@@ -11,12 +11,10 @@ import { StateServiceDefinition } from '../gen/shardgate/v1/state.js';
 import { TenantServiceDefinition } from '../gen/shardgate/v1/tenant.js';
 import { createAdminService } from './admin-service.js';
 import { createAppointmentService } from './appointment-service.js';
-import { auditAdminActions } from './audit-middleware.js';
-import { authenticate } from './auth-middleware.js';
-import { enforceLimits } from './limits-middleware.js';
+import { callGate } from './call-gate.js';
 import { toServerError } from './error-status.js';
 import type { GatewayContext } from './gateway-context.js';
-import { decodeLeniently, rejectUndecodable } from './lenient-decoding.js';
+import { decodeLeniently } from './lenient-decoding.js';
 import { createHandoffService } from './handoff-service.js';
 import { createSharedService } from './shared-service.js';
 import { createStateService } from './state-service.js';
@@ -41,17 +39,13 @@ export function createGrpcServer(ctx: GatewayContext): { server: Server; health:
     // channelz keeps per-call statistics for a debugging service we do not expose.
     'grpc.enable_channelz': 0,
   })
-    // Order matters: errors of every later step get mapped; nothing runs before authentication;
-    // admin actions are audited whatever their outcome; limits apply to authenticated callers.
+    // Order matters: errors of every later step get mapped; callGate authenticates, audits and
+    // limits each call before its handler.
     // Outermost: encodes the details of a RichServerError (RetryInfo of a refused call), which
     // errorMapping passes through unchanged, into the grpc-status-details-bin trailer.
     .use(errorDetailsServerMiddleware)
     .use(errorMapping((err) => ctx.log.error({ err }, 'call failed')))
-    .use(authenticate(ctx))
-    // After authentication, so an unauthenticated caller learns nothing from a garbage request.
-    .use(refuseUndecodable)
-    .use(auditAdminActions(ctx))
-    .use(enforceLimits(ctx));
+    .use(callGate(ctx));
   server.add(decodeLeniently(TenantServiceDefinition), createTenantService(ctx));
   server.add(decodeLeniently(AppointmentServiceDefinition), createAppointmentService(ctx));
   server.add(decodeLeniently(HandoffServiceDefinition), createHandoffService(ctx));
@@ -93,13 +87,4 @@ function errorMapping(logUnexpected: (err: unknown) => void) {
       throw toServerError(err, logUnexpected);
     }
   };
-}
-
-/** A request the lenient decoder could not decode fails INVALID_ARGUMENT before any handler. */
-async function* refuseUndecodable<Request, Response>(
-  call: ServerMiddlewareCall<Request, Response>,
-  context: CallContext,
-) {
-  rejectUndecodable(call.method.path, call.request);
-  return yield* call.next(call.request, context);
 }

@@ -43,6 +43,6 @@ export const bootstrapIdentity: Identity = Object.freeze({
  */
 export function identityOf(context: object): Identity {
   const identity = (context as Partial<AuthContext>).identity;
-  if (!identity) throw new Error('no identity in the call context: is authenticate() installed?');
+  if (!identity) throw new Error('no identity in the call context: is callGate() installed?');
   return identity;
 }

@@ -1,5 +1,5 @@
-import type { CallContext, ServerMiddlewareCall } from 'nice-grpc';
-import { anonymousIdentity, type AuthContext, type Identity } from '../auth/identity.js';
+import type { CallContext } from 'nice-grpc';
+import { anonymousIdentity, type Identity } from '../auth/identity.js';
 import { accessOf, checkAccess } from '../auth/policy.js';
 import { bearerSecret } from '../auth/token-secret.js';
 import { ShardgateError } from '../core/errors.js';
@@ -54,16 +54,4 @@ async function verified(
   const identity = await ctx.verifier.verify(secret);
   checkAccess(path, identity, request);
   return identity;
-}
-
-/** createCallerCheck as a middleware of its own, which passes `identity` on in the context. */
-export function authenticate(ctx: GatewayContext) {
-  const check = createCallerCheck(ctx);
-  return async function* <Request, Response>(
-    call: ServerMiddlewareCall<Request, Response, AuthContext>,
-    context: CallContext,
-  ) {
-    const identity = await check(call.method.path, call.request, context.metadata);
-    return yield* call.next(call.request, { ...context, identity });
-  };
 }
