@@ -8,7 +8,9 @@ import {
   Metadata,
   Status,
 } from 'nice-grpc';
+import { randomUUID } from 'node:crypto';
 import { type DeadlineOptions, deadlineMiddleware } from 'nice-grpc-client-middleware-deadline';
+import { errorDetailsClientMiddleware } from 'nice-grpc-error-details';
 import { type RetryOptions, retryMiddleware } from 'nice-grpc-client-middleware-retry';
 import { type AdminServiceClient, AdminServiceDefinition } from '../gen/shardgate/v1/admin.js';
 import {
@@ -35,8 +37,21 @@ export const DEFAULT_RETRY = { maxAttempts: 3, baseDelayMs: 100, maxDelayMs: 2_0
 /** setTimeout fires at once for longer delays, which would turn a long deadline into none at all. */
 const MAX_TIMER_MS = 2_147_483_647;
 
-/** Leading verbs of the methods that only read; these, and only these, are retried. */
+/** Leading verbs of the methods that only read; these are retried. */
 export const READ_VERBS = ['Get', 'List', 'Locate'] as const;
+
+/**
+ * The creates that take an idempotency key (`request_id`, AIP-155). The client gives each call one
+ * when the caller did not, the same for every attempt, so these are retried like reads: a retry of
+ * a create that did land returns its first result instead of creating twice.
+ */
+export const KEYED_CREATES = [
+  'CreateAppointment',
+  'BatchCreateAppointments',
+  'AppendHandoff',
+  'BatchAppendHandoffs',
+  'AddKnowledgeEntry',
+] as const;
 /** A verb from READ_VERBS. */
 export type ReadVerb = (typeof READ_VERBS)[number];
 
@@ -100,9 +115,16 @@ export function isReadMethod(methodName: string): boolean {
   return verb !== undefined && (READ_VERBS as readonly string[]).includes(verb);
 }
 
+/** True for a method the client retries on UNAVAILABLE: a read, or a create with a request_id. */
+export function isRetriedMethod(methodName: string): boolean {
+  return isReadMethod(methodName) || (KEYED_CREATES as readonly string[]).includes(methodName);
+}
+
 /**
- * Creates the typed client. Unary calls get the default deadline; unary reads are retried on
- * UNAVAILABLE; writes and streams are never retried, and streams have no default deadline.
+ * Creates the typed client. Unary calls get the default deadline; unary reads and keyed creates
+ * are retried on UNAVAILABLE; other writes and streams are never retried, and streams have no
+ * default deadline. Errors with details (RESOURCE_EXHAUSTED's RetryInfo) arrive as
+ * nice-grpc-error-details' RichClientError, a ClientError whose `extra` holds them.
  */
 export function createShardgateClient(options: ShardgateClientOptions): ShardgateClient {
   const policy = resolvePolicy(options);
@@ -114,8 +136,10 @@ export function createShardgateClient(options: ShardgateClientOptions): Shardgat
   );
   // Attached first runs last: the deadline spans every attempt and aborts a backoff sleep.
   const factory = createClientFactory()
+    .use(errorDetailsClientMiddleware)
     .use(defaultMetadataMiddleware(metadata))
     .use(retryMiddleware)
+    .use(requestIdMiddleware)
     .use(deadlineMiddleware);
   return {
     tenants: factory.create(
@@ -233,7 +257,7 @@ function callDefaults(
     if (method.requestStream || method.responseStream) continue;
     defaults[key] = {
       deadline: policy.deadlineMs,
-      ...(isReadMethod(method.name) ? policy.readRetry : { retry: false }),
+      ...(isRetriedMethod(method.name) ? policy.readRetry : { retry: false }),
     };
   }
   return defaults;
@@ -243,6 +267,27 @@ function callDefaults(
  * Merges the client's metadata under each call's own. Needed because nice-grpc replaces, rather
  * than merges, default `metadata` when a call passes any.
  */
+/**
+ * Gives a keyed create without a request_id a fresh one, outside the retries so all share it. A
+ * caller that passes `requestId: ''` opts out of deduplication.
+ */
+async function* requestIdMiddleware<Request, Response>(
+  call: ClientMiddlewareCall<Request, Response>,
+  options: CallOptions,
+) {
+  const request = call.request as { requestId?: unknown };
+  const method = call.method.path.slice(call.method.path.lastIndexOf('/') + 1);
+  if (
+    !call.requestStream &&
+    // Absent only: an explicit '' asks for no deduplication (and so no retry is safe then).
+    request.requestId === undefined &&
+    (KEYED_CREATES as readonly string[]).includes(method)
+  ) {
+    return yield* call.next({ ...call.request, requestId: randomUUID() } as Request, options);
+  }
+  return yield* call.next(call.request, options);
+}
+
 function defaultMetadataMiddleware(defaults: Metadata) {
   return async function* defaultMetadata<Request, Response>(
     call: ClientMiddlewareCall<Request, Response>,

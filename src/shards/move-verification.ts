@@ -1,5 +1,6 @@
 import pg from 'pg';
 import type { Database, Queryable } from '../pg/database.js';
+import { lockInOrder } from './replication.js';
 
 /**
  * Verification of a moved schema that keeps the write pause independent of the client's size.
@@ -28,6 +29,14 @@ export async function installChangeTracking(
   const tables = await keyedTables(source, schema);
   await source.transaction(undefined, async (tx) => {
     await tx.query(`SELECT pg_advisory_xact_lock(hashtext('shardgate:move-tracking'))`);
+    // Before any trigger DDL, and in the writers' order (see lockInOrder).
+    if (tables.length > 0)
+      await tx.query(
+        lockInOrder(
+          schema,
+          tables.map((t) => t.table),
+        ),
+      );
     await tx.query('CREATE SCHEMA IF NOT EXISTS shardgate_moves');
     await tx.query(`CREATE TABLE IF NOT EXISTS shardgate_moves.changed (
       move text NOT NULL, tbl text NOT NULL, pk text NOT NULL, PRIMARY KEY (move, tbl, pk))`);

@@ -172,6 +172,7 @@ export async function installFence(source: Database, schema: string): Promise<vo
   // runs inside the client's write pause.
   await source.query(
     [
+      lockInOrder(schema, tables),
       `CREATE OR REPLACE FUNCTION ${q(schema)}.shardgate_fence() RETURNS trigger
       LANGUAGE plpgsql SET search_path = pg_catalog AS $$
       BEGIN
@@ -274,6 +275,22 @@ export async function truncateSchema(db: Database, schema: string): Promise<void
   if (tables.length === 0) return;
   await db.query(`TRUNCATE ${tables.map((t) => `${q(schema)}.${q(t)}`).join(', ')}`);
 }
+
+/**
+ * Takes SHARE ROW EXCLUSIVE on every table of a client schema (what CREATE TRIGGER needs) in the
+ * order writers take theirs: `request_ids` first, as a keyed create claims its key before it
+ * inserts its rows in one statement. Taken one table at a time in another order, the trigger DDL
+ * and a keyed create could deadlock, and one of them would wait out deadlock_timeout and fail.
+ */
+export function lockInOrder(schema: string, tables: readonly string[]): string {
+  const ordered = [...tables].sort((a, b) =>
+    a === KEYS_TABLE ? -1 : b === KEYS_TABLE ? 1 : a < b ? -1 : a > b ? 1 : 0,
+  );
+  return `LOCK TABLE ${ordered.map((t) => `${q(schema)}.${q(t)}`).join(', ')} IN SHARE ROW EXCLUSIVE MODE`;
+}
+
+/** The idempotency keys' table of a client schema (client migration v2). */
+const KEYS_TABLE = 'request_ids';
 
 async function tablesOf(db: Database, schema: string): Promise<string[]> {
   const res = await db.query<{ t: string }>(

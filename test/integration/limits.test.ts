@@ -179,6 +179,18 @@ describe('per-client limits', () => {
       expect(after?.version).toBe(0);
     });
 
+    it('the typed client hands the refusal over as a RichClientError carrying RetryInfo', async () => {
+      const clientId = freshClientId('typed');
+      await gw.client.tenants.createTenant({ clientId });
+      let refusal: unknown;
+      for (let i = 0; i <= BURST + 1 && refusal === undefined; i++) {
+        await gw.client.state.getState({ clientId }).catch((err: unknown) => (refusal = err));
+      }
+      expect(refusal).toBeInstanceOf(RichClientError);
+      expect((refusal as RichClientError).code).toBe(Status.RESOURCE_EXHAUSTED);
+      expect(retryDelayMs(refusal as RichClientError)).toBeGreaterThan(0);
+    });
+
     /** Calls `call` until it is refused (at most 20 times); returns the refusal. */
     async function firstRefusal(call: (i: number) => Promise<unknown>): Promise<ClientError> {
       for (let i = 0; i < 20; i++) {

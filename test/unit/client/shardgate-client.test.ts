@@ -13,7 +13,7 @@ import {
   type ShardgateClient,
   type ShardgateClientOptions,
   createShardgateClient,
-  isReadMethod,
+  isRetriedMethod,
 } from '../../../src/client/index.js';
 import {
   AdminServiceDefinition,
@@ -46,6 +46,8 @@ interface Seen {
 }
 
 const scripts = new Map<string, Script>();
+/** The request_id of every AppendHandoff attempt the server saw. */
+const requestIdsSeen: string[] = [];
 const seen = new Map<string, Seen>();
 let nextId = 0;
 
@@ -144,7 +146,11 @@ const handoffs: HandoffServiceImplementation = {
     }
     await waitOrCancel(entry, 60_000, context.signal);
   },
-  appendHandoff: unimplemented,
+  async appendHandoff({ clientId, handoff, requestId }, context) {
+    requestIdsSeen.push(requestId);
+    await step(clientId, context);
+    return { handoff: { ...handoff!, id: `h-${requestId}` } };
+  },
   batchAppendHandoffs: unimplemented,
   listHandoffs: unimplemented,
   getLatestHandoff: unimplemented,
@@ -249,7 +255,29 @@ describe('createShardgateClient retry', () => {
     expect(seenFor(clientId).calls).toBe(1);
   });
 
-  it('retries exactly the unary Get*, List* and Locate methods of the contract', () => {
+  it('retries a keyed create on UNAVAILABLE with one request_id for every attempt, made when the caller gave none', async () => {
+    const clientId = freshId({ unavailableFirst: 2 });
+    requestIdsSeen.length = 0;
+    const handoff = { fromAgent: 'intake-agent', toAgent: 'dispatch-agent', version: 1 };
+    const response = await connect().handoffs.appendHandoff({ clientId, handoff });
+    expect(seenFor(clientId).calls).toBe(3);
+    expect(requestIdsSeen).toHaveLength(3);
+    expect(requestIdsSeen[0]).toMatch(
+      /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/,
+    );
+    expect(new Set(requestIdsSeen).size).toBe(1);
+    expect(response.handoff?.id).toBe(`h-${requestIdsSeen[0]}`);
+
+    // A second call gets a key of its own; a caller's own key is sent as it is.
+    const other = freshId();
+    await connect().handoffs.appendHandoff({ clientId: other, handoff });
+    const own = '6f1c2a4e-8b1d-4c3e-9f2a-0d1e2f3a4b5c';
+    await connect().handoffs.appendHandoff({ clientId: other, handoff, requestId: own });
+    expect(requestIdsSeen.slice(3, 4)[0]).not.toBe(requestIdsSeen[0]);
+    expect(requestIdsSeen[4]).toBe(own);
+  });
+
+  it('retries exactly the unary Get*, List* and Locate methods and the keyed creates of the contract', () => {
     const definitions = [
       TenantServiceDefinition,
       AppointmentServiceDefinition,
@@ -260,18 +288,23 @@ describe('createShardgateClient retry', () => {
     ];
     const retried = definitions
       .flatMap((d) => Object.values(d.methods))
-      .filter((m) => !m.requestStream && !m.responseStream && isReadMethod(m.name))
+      .filter((m) => !m.requestStream && !m.responseStream && isRetriedMethod(m.name))
       .map((m) => m.name);
     expect(retried).toEqual([
       'GetTenant',
       'ListTenants',
+      'CreateAppointment',
       'GetAppointment',
       'ListAppointments',
+      'BatchCreateAppointments',
+      'AppendHandoff',
       'ListHandoffs',
       'GetLatestHandoff',
+      'BatchAppendHandoffs',
       'GetState',
       'GetBenchmark',
       'ListBenchmarks',
+      'AddKnowledgeEntry',
       'ListKnowledgeEntries',
       'GetTopology',
       'Locate',
