@@ -1,6 +1,6 @@
 /**
  * `npx tsx bench/limits.ts [--seconds <n>]`: the per-call cost of the limits middleware
- * (src/api/limits-middleware.ts), side by side with a pass-through middleware in the same run.
+ * (src/api/call-limits.ts), side by side with a pass-through middleware in the same run.
  *
  * 1. In-process, no network: ns per call of the middleware alone (a handler that returns at once),
  *    with 1 client, 10,000 clients in turn, and a new client id on every call (eviction at work),
@@ -17,7 +17,7 @@ import {
   type CallContext,
   type ServerMiddlewareCall,
 } from 'nice-grpc';
-import { enforceLimits } from '../src/api/limits-middleware.js';
+import { enforceLimits } from '../src/api/call-limits.js';
 import type { GatewayContext } from '../src/api/gateway-context.js';
 import { anonymousIdentity, type AuthContext } from '../src/auth/identity.js';
 import { configSchema } from '../src/core/config.js';

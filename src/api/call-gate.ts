@@ -4,7 +4,7 @@ import { auditAdminActions, auditedMethods } from './audit-middleware.js';
 import { createCallerCheck } from './caller-check.js';
 import type { GatewayContext } from './gateway-context.js';
 import { rejectUndecodable } from './lenient-decoding.js';
-import { CallLimits } from './limits-middleware.js';
+import { CallLimits } from './call-limits.js';
 
 /**
  * Everything a call passes before its handler, in one middleware layer: authentication and the
