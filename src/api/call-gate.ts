@@ -1,5 +1,6 @@
 import type { CallContext, ServerMiddlewareCall } from 'nice-grpc';
 import type { AuthContext } from '../auth/identity.js';
+import { ShardgateError } from '../core/errors.js';
 import { auditAdminActions, auditedMethods } from './audit-middleware.js';
 import { createCallerCheck } from './caller-check.js';
 import type { GatewayContext } from './gateway-context.js';
@@ -47,6 +48,51 @@ export function callGate(ctx: GatewayContext) {
     }
   }
 
+  /**
+   * A server stream (WatchHandoffs, MoveTenant, Rebalance) outlives the check at its start, so it
+   * ends UNAUTHENTICATED as soon as its token expires or is revoked: a revoked agent must not keep
+   * receiving a client's handoffs.
+   */
+  async function* whileTokenValid<Request, Response>(
+    call: ServerMiddlewareCall<Request, Response, AuthContext>,
+    context: CallContext & AuthContext,
+  ) {
+    const stopped = new AbortController();
+    const onCallerAbort = (): void => stopped.abort(context.signal.reason);
+    if (context.signal.aborted) onCallerAbort();
+    else context.signal.addEventListener('abort', onCallerAbort, { once: true });
+    let invalid: string | undefined;
+    const unwatch = ctx.verifier.watch(context.identity, (reason) => {
+      invalid = reason;
+      stopped.abort(new ShardgateError('unauthenticated', reason));
+    });
+    const refused = (): ShardgateError =>
+      new ShardgateError('unauthenticated', `${invalid}; this stream has ended`);
+    const streamContext = { ...context, signal: stopped.signal };
+    try {
+      const result = auditedMethods.has(call.method.path)
+        ? yield* auditedNext(call, streamContext)
+        : yield* limited(call, call.request, streamContext);
+      if (invalid !== undefined) throw refused();
+      return result;
+    } catch (err) {
+      throw invalid !== undefined ? refused() : err;
+    } finally {
+      unwatch();
+      context.signal.removeEventListener('abort', onCallerAbort);
+    }
+  }
+
+  function auditedNext<Request, Response>(
+    call: ServerMiddlewareCall<Request, Response, AuthContext>,
+    context: CallContext & AuthContext,
+  ) {
+    // The audit middleware hands on the context it was given, identity included.
+    const next = (request: Request, auditedContext: CallContext) =>
+      limited(call, request, auditedContext as CallContext & AuthContext);
+    return audit({ ...call, next } as unknown as ServerMiddlewareCall<Request, Response>, context);
+  }
+
   return async function* <Request, Response>(
     call: ServerMiddlewareCall<Request, Response, AuthContext>,
     context: CallContext,
@@ -56,13 +102,8 @@ export function callGate(ctx: GatewayContext) {
     const identity = checked instanceof Promise ? await checked : checked;
     rejectUndecodable(path, call.request);
     const authed = { ...context, identity };
+    if (call.responseStream) return yield* whileTokenValid(call, authed);
     if (!auditedMethods.has(path)) return yield* limited(call, call.request, authed);
-    // The audit middleware hands on the context it was given, identity included.
-    const next = (request: Request, auditedContext: CallContext) =>
-      limited(call, request, auditedContext as CallContext & AuthContext);
-    return yield* audit(
-      { ...call, next } as unknown as ServerMiddlewareCall<Request, Response>,
-      authed,
-    );
+    return yield* auditedNext(call, authed);
   };
 }

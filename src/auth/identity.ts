@@ -16,6 +16,8 @@ export interface Identity {
   /** The token's display name; empty when there is none. */
   readonly actorName: string;
   readonly scope: Scope;
+  /** When the token stops working (ms since the epoch); undefined for never. */
+  readonly expiresAtMs?: number | undefined;
 }
 
 /** The call context extension every middleware after authentication can rely on. */

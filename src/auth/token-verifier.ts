@@ -1,6 +1,6 @@
 import type { TokenRecord } from '../catalog/token-store.js';
 import { isShardgateError, ShardgateError } from '../core/errors.js';
-import { bootstrapIdentity, type Identity } from './identity.js';
+import { anonymousIdentity, bootstrapIdentity, type Identity } from './identity.js';
 import { parseScope } from './scope.js';
 import { digestsEqual, hashSecret, MAX_SECRET_LENGTH, tokenIdOf } from './token-secret.js';
 
@@ -53,6 +53,8 @@ export class TokenVerifier {
   readonly #inFlight = new Map<string, Promise<CachedToken | undefined>>();
   /** Bumped by every forget/clear: a load that raced one must not be cached. */
   #generation = 0;
+  /** Long calls (server streams) to end when their token is revoked, by token id. */
+  readonly #watchers = new Map<string, Set<(reason: string) => void>>();
 
   constructor(options: TokenVerifierOptions) {
     this.#options = {
@@ -108,6 +110,7 @@ export class TokenVerifier {
     this.#tokens.delete(tokenId);
     this.#unknown.delete(tokenId);
     this.#inFlight.delete(tokenId);
+    this.#recheck(tokenId);
   }
 
   /** Drops everything (the change feed reconnected and may have missed events). */
@@ -116,6 +119,64 @@ export class TokenVerifier {
     this.#tokens.clear();
     this.#unknown.clear();
     this.#inFlight.clear();
+    for (const tokenId of this.#watchers.keys()) this.#recheck(tokenId);
+  }
+
+  /**
+   * Calls `onInvalid` once when the token behind `identity` stops being valid while a long call
+   * (a server stream) runs: at its expiry, or when its row changes and reads back revoked, gone or
+   * expired. A call verified once must not outlive its token. Returns the unsubscribe function.
+   * Identities without a token row (anonymous, bootstrap) never change.
+   */
+  watch(identity: Identity, onInvalid: (reason: string) => void): () => void {
+    const tokenId = identity.actor;
+    if (identity === anonymousIdentity || identity === bootstrapIdentity) return () => undefined;
+    let done = false;
+    const fire = (reason: string): void => {
+      if (done) return;
+      done = true;
+      stop();
+      onInvalid(reason);
+    };
+    const expiresIn =
+      identity.expiresAtMs === undefined ? undefined : identity.expiresAtMs - this.#options.now();
+    const timer =
+      expiresIn === undefined
+        ? undefined
+        : setTimeout(() => fire(`token ${tokenId} has expired`), Math.max(0, expiresIn));
+    timer?.unref();
+    const watchers = this.#watchers.get(tokenId) ?? new Set();
+    this.#watchers.set(tokenId, watchers);
+    watchers.add(fire);
+    const stop = (): void => {
+      done = true;
+      if (timer) clearTimeout(timer);
+      watchers.delete(fire);
+      if (watchers.size === 0 && this.#watchers.get(tokenId) === watchers) {
+        this.#watchers.delete(tokenId);
+      }
+    };
+    return stop;
+  }
+
+  /** Re-reads a watched token's row and ends the calls it no longer allows. */
+  #recheck(tokenId: string): void {
+    const watchers = this.#watchers.get(tokenId);
+    if (!watchers || watchers.size === 0) return;
+    this.#options.loadToken(tokenId).then(
+      (row) => {
+        const reason = !row
+          ? `token ${tokenId} no longer exists`
+          : row.revokedAt !== null
+            ? `token ${tokenId} has been revoked`
+            : row.expiresAt !== null && row.expiresAt.getTime() <= this.#options.now()
+              ? `token ${tokenId} has expired`
+              : undefined;
+        if (reason) for (const fire of [...watchers]) fire(reason);
+      },
+      // The catalog cannot be read: the next change or resync checks again.
+      () => undefined,
+    );
   }
 
   /** Remembered tokens and unknown ids, for tests and metrics. */
@@ -175,6 +236,7 @@ function toCached(row: TokenRecord): CachedToken {
       actor: row.id,
       actorName: row.displayName,
       scope: parseScope(row.scope),
+      expiresAtMs: row.expiresAt?.getTime(),
     });
   } catch {
     identity = undefined;

@@ -21,6 +21,7 @@ import {
   type TestGateway,
   type TestTopology,
 } from '../support/harness.js';
+import { startWatch } from '../support/handoff-watch.js';
 import { methodCases, outcomeOf, type MethodCase } from '../support/method-cases.js';
 
 const BOOTSTRAP = `bootstrap-${randomBytes(24).toString('hex')}`;
@@ -251,6 +252,69 @@ describe('authentication and authorization', () => {
       cached.close();
       fresh.close();
     }
+  });
+
+  describe('an open WatchHandoffs does not outlive its token', () => {
+    const handoff = {
+      fromAgent: 'intake-agent',
+      toAgent: 'dispatch-agent',
+      version: 1,
+      summary: { note: 'watched' },
+    };
+    /** Watches client A with a fresh client:A token; returns the watch and the token's id. */
+    async function watchWithNewToken(ttlSeconds?: number) {
+      const created = await newToken(`client:${ids.A}`, ttlSeconds);
+      const agent = clientFor(created.secret);
+      const watch = await startWatch(agent.handoffs, { clientId: ids.A });
+      await gw.client.handoffs.appendHandoff({ clientId: ids.A, handoff });
+      await watch.waitForCount(1);
+      return { watch, agent, tokenId: created.token!.id };
+    }
+    const endStatus = (error: unknown) => ({
+      code: (error as { code?: unknown }).code,
+      details: (error as { details?: unknown }).details,
+    });
+
+    it('ends UNAUTHENTICATED once the token is revoked', async () => {
+      const { watch, agent, tokenId } = await watchWithNewToken();
+      try {
+        await gw.client.admin.revokeToken({ id: tokenId });
+        const { error } = await watch.ended;
+        expect(endStatus(error)).toEqual({
+          code: Status.UNAUTHENTICATED,
+          details: `token ${tokenId} has been revoked; this stream has ended`,
+        });
+      } finally {
+        agent.close();
+      }
+    });
+
+    it('ends UNAUTHENTICATED when the token expires', async () => {
+      const { watch, agent, tokenId } = await watchWithNewToken(2);
+      try {
+        const { error } = await watch.ended;
+        expect(endStatus(error)).toEqual({
+          code: Status.UNAUTHENTICATED,
+          details: `token ${tokenId} has expired; this stream has ended`,
+        });
+      } finally {
+        agent.close();
+      }
+    });
+
+    it('goes on while the token is valid (a token event about another token changes nothing)', async () => {
+      const { watch, agent } = await watchWithNewToken();
+      try {
+        const other = await newToken('service');
+        await gw.client.admin.revokeToken({ id: other.token!.id });
+        await gw.client.handoffs.appendHandoff({ clientId: ids.A, handoff });
+        await watch.waitForCount(2);
+        expect(watch.isEnded()).toBe(false);
+      } finally {
+        watch.cancel();
+        agent.close();
+      }
+    });
   });
 
   it('health checks need no token; reflection needs a valid one', async () => {
