@@ -82,6 +82,21 @@ type Marked<R> = R & {
 };
 
 /**
+ * A create's INSERT of `s.ids` rows, in request order: with a key, through insertOnce (one
+ * effect per request_id); without one, the plain INSERT and nothing else on the hot path.
+ */
+export async function insertRows<R extends { id: string }>(
+  db: Database,
+  key: RequestKey | undefined,
+  s: KeyedInsert,
+  signal?: AbortSignal,
+): Promise<R[]> {
+  if (key) return insertOnce<R>(db, key, s, signal);
+  const res = await db.query<R>(s.insert('true'), s.values as unknown[], signal);
+  return inOrder(s.ids, res.rows);
+}
+
+/**
  * Inserts the rows once per key and returns them in request order: the new rows, or on a retry
  * the rows the first call made, read now (same ids and created_at; a row changed since, such as
  * an updated appointment, shows its current fields). The same key with another request fails
@@ -199,7 +214,12 @@ function replay<R extends { id: string }>(key: RequestKey, rows: Marked<R>[]): R
 }
 
 function inRequestOrder<R extends { id: string }>(ids: readonly string[], rows: Marked<R>[]): R[] {
-  const byId = new Map(rows.map((r) => [r.id, unmark(r)]));
+  return inOrder(ids, rows).map(unmark);
+}
+
+/** Rows returned by a multi-row INSERT, put back in the order of the ids the caller generated. */
+export function inOrder<R extends { id: string }>(ids: readonly string[], rows: readonly R[]): R[] {
+  const byId = new Map(rows.map((r) => [r.id, r]));
   return ids.map((id) => {
     const row = byId.get(id);
     if (!row) throw new Error(`the insert returned no row for ${id}`);

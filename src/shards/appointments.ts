@@ -1,7 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Database } from '../pg/database.js';
-import { insertOnce, type RequestKey } from '../pg/insert-once.js';
-import { inOrder } from './in-order.js';
+import { insertRows, type RequestKey } from '../pg/insert-once.js';
 import type { AppointmentStatus } from './client-migrations.js';
 
 /** An appointment as stored in a client schema. */
@@ -86,23 +85,19 @@ export const appointments = {
       items.map((f) => f.serviceType),
       items.map((f) => f.status),
     ];
-    if (key) {
-      return insertOnce<AppointmentRecord>(
-        db,
-        key,
-        {
-          keysTable: `${schema}.request_ids`,
-          table: `${schema}.appointments`,
-          columns: COLUMNS,
-          ids,
-          insert,
-          values,
-        },
-        signal,
-      );
-    }
-    const res = await db.query<AppointmentRecord>(insert('true'), values, signal);
-    return inOrder(ids, res.rows);
+    return insertRows<AppointmentRecord>(
+      db,
+      key,
+      {
+        keysTable: `${schema}.request_ids`,
+        table: `${schema}.appointments`,
+        columns: COLUMNS,
+        ids,
+        insert,
+        values,
+      },
+      signal,
+    );
   },
 
   async get(

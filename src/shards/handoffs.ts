@@ -1,7 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Database } from '../pg/database.js';
-import { insertOnce, type RequestKey } from '../pg/insert-once.js';
-import { inOrder } from './in-order.js';
+import { insertRows, type RequestKey } from '../pg/insert-once.js';
 
 /** A handoff as stored in a client schema. */
 export interface HandoffRecord {
@@ -81,23 +80,19 @@ export const handoffs = {
       items.map((h) => h.version),
       items.map((h) => h.summaryJson),
     ];
-    if (key) {
-      return insertOnce<HandoffRecord>(
-        db,
-        key,
-        {
-          keysTable: `${schema}.request_ids`,
-          table: `${schema}.handoffs`,
-          columns: COLUMNS,
-          ids,
-          insert,
-          values,
-        },
-        signal,
-      );
-    }
-    const res = await db.query<HandoffRecord>(insert('true'), values, signal);
-    return inOrder(ids, res.rows);
+    return insertRows<HandoffRecord>(
+      db,
+      key,
+      {
+        keysTable: `${schema}.request_ids`,
+        table: `${schema}.handoffs`,
+        columns: COLUMNS,
+        ids,
+        insert,
+        values,
+      },
+      signal,
+    );
   },
 
   async get(
