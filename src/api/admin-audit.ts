@@ -3,7 +3,7 @@ import { invalidArgument } from '../core/errors.js';
 import type { AdminServiceImplementation, AuditEvent } from '../gen/shardgate/v1/admin.js';
 import { auditedMethods } from './audit-middleware.js';
 import type { GatewayContext } from './gateway-context.js';
-import { cursorString, decodePageToken, encodePageToken } from './page-token.js';
+import { cursorString, decodePageToken, pageOf } from './page-token.js';
 import * as v from './validate.js';
 
 type AuditHandlers = Pick<AdminServiceImplementation, 'listAuditEvents'>;
@@ -19,12 +19,8 @@ export function createAuditHandlers(ctx: GatewayContext): AuditHandlers {
       const cursor = decodePageToken(req.pageToken, filters);
       const beforeId = cursor && eventId(cursorString(cursor[0]));
       const rows = await ctx.audit.list({ actor, methods, beforeId, limit: limit + 1 }, signal);
-      const page = rows.slice(0, limit);
-      const last = page.at(-1);
-      return {
-        events: page.map(auditEventToProto),
-        nextPageToken: rows.length > limit && last ? encodePageToken(filters, [last.id]) : '',
-      };
+      const { items, nextPageToken } = pageOf(rows, limit, filters, (e) => [e.id]);
+      return { events: items.map(auditEventToProto), nextPageToken };
     },
   };
 }

@@ -11,7 +11,7 @@ import {
 } from '../gen/shardgate/v1/admin.js';
 import { planRebalance, type PlannedMove } from '../rebalance/planner.js';
 import type { GatewayContext } from './gateway-context.js';
-import { cursorDate, cursorString, decodePageToken, encodePageToken } from './page-token.js';
+import { cursorDate, cursorString, decodePageToken, pageOf } from './page-token.js';
 import * as v from './validate.js';
 
 const PHASES: Record<MoveRecord['phase'], MovePhase> = {
@@ -148,15 +148,11 @@ export function createMoveHandlers(ctx: GatewayContext): MoveHandlers {
         id: v.uuid(cursorString(cursor[1]), 'page_token'),
       };
       const rows = await ctx.journal.list({ clientId, state, before, limit: limit + 1 }, signal);
-      const page = rows.slice(0, limit);
-      const last = page.at(-1);
-      return {
-        moves: page.map(moveToProto),
-        nextPageToken:
-          rows.length > limit && last
-            ? encodePageToken(filters, [last.createdAt.getTime(), last.id])
-            : '',
-      };
+      const { items, nextPageToken } = pageOf(rows, limit, filters, (m) => [
+        m.createdAt.getTime(),
+        m.id,
+      ]);
+      return { moves: items.map(moveToProto), nextPageToken };
     },
 
     async getMove(req, { signal }) {

@@ -6,7 +6,7 @@ import { invalidArgument, notFound } from '../core/errors.js';
 import type { AdminServiceImplementation, Token } from '../gen/shardgate/v1/admin.js';
 import type { Duration } from '../gen/google/protobuf/duration.js';
 import type { GatewayContext } from './gateway-context.js';
-import { cursorDate, cursorString, decodePageToken, encodePageToken } from './page-token.js';
+import { cursorDate, cursorString, decodePageToken, pageOf } from './page-token.js';
 import * as v from './validate.js';
 
 type TokenHandlers = Pick<AdminServiceImplementation, 'createToken' | 'listTokens' | 'revokeToken'>;
@@ -52,15 +52,11 @@ export function createTokenHandlers(ctx: GatewayContext): TokenHandlers {
         { showRevoked: req.showRevoked, before, limit: limit + 1 },
         signal,
       );
-      const page = rows.slice(0, limit);
-      const last = page.at(-1);
-      return {
-        tokens: page.map(tokenToProto),
-        nextPageToken:
-          rows.length > limit && last
-            ? encodePageToken(filters, [last.createdAt.getTime(), last.id])
-            : '',
-      };
+      const { items, nextPageToken } = pageOf(rows, limit, filters, (t) => [
+        t.createdAt.getTime(),
+        t.id,
+      ]);
+      return { tokens: items.map(tokenToProto), nextPageToken };
     },
 
     async revokeToken(req, { signal }) {

@@ -8,7 +8,7 @@ import { appointments, type AppointmentFields } from '../shards/appointments.js'
 import { appointmentStatusFromProto, appointmentToProto } from './convert.js';
 import { withClient, type GatewayContext } from './gateway-context.js';
 import { createOnce, requestKeyOf } from './idempotency.js';
-import { cursorDate, cursorString, decodePageToken, encodePageToken } from './page-token.js';
+import { cursorDate, cursorString, decodePageToken, pageOf } from './page-token.js';
 import * as v from './validate.js';
 
 const MUTABLE_PATHS = ['client_phone', 'scheduled_at', 'service_type', 'status'] as const;
@@ -82,15 +82,11 @@ export function createAppointmentService(ctx: GatewayContext): AppointmentServic
           { scheduledAfter, scheduledBefore, statuses, after, limit: limit + 1 },
           signal,
         );
-        const page = rows.slice(0, limit);
-        const last = page.at(-1);
-        return {
-          appointments: page.map(appointmentToProto),
-          nextPageToken:
-            rows.length > limit && last
-              ? encodePageToken(filters, [last.scheduledAt.getTime(), last.id])
-              : '',
-        };
+        const { items, nextPageToken } = pageOf(rows, limit, filters, (a) => [
+          a.scheduledAt.getTime(),
+          a.id,
+        ]);
+        return { appointments: items.map(appointmentToProto), nextPageToken };
       });
     },
 

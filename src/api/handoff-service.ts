@@ -6,13 +6,7 @@ import { handoffs, type HandoffRecord, type NewHandoff } from '../shards/handoff
 import { handoffToProto } from './convert.js';
 import { openClientScope, withClient, type GatewayContext } from './gateway-context.js';
 import { createOnce, requestKeyOf } from './idempotency.js';
-import {
-  cursorDate,
-  cursorString,
-  decodePageToken,
-  encodePageToken,
-  fitPage,
-} from './page-token.js';
+import { cursorDate, cursorString, decodePageToken, pageOf, fitPage } from './page-token.js';
 import * as v from './validate.js';
 
 /** HandoffService: append, list and watch agent-to-agent handoffs in the client's schema. */
@@ -79,20 +73,15 @@ export function createHandoffService(ctx: GatewayContext): HandoffServiceImpleme
           { fromAgent, toAgent, createdAfter, createdBefore, before, limit: limit + 1 },
           signal,
         );
-        // Summaries run to 256 KiB each: a full page could exceed the message limit.
-        const page = fitPage(
-          rows.slice(0, limit),
-          handoffBytes,
-          ctx.config.limits.maxMessageBytes / 2,
+        const { items, nextPageToken } = pageOf(
+          rows,
+          limit,
+          filters,
+          (h) => [h.createdAt.getTime(), h.id],
+          // Summaries run to 256 KiB each: a full page could exceed the message limit.
+          (page) => fitPage(page, handoffBytes, ctx.config.limits.maxMessageBytes / 2),
         );
-        const last = page.at(-1);
-        return {
-          handoffs: page.map(handoffToProto),
-          nextPageToken:
-            rows.length > page.length && last
-              ? encodePageToken(filters, [last.createdAt.getTime(), last.id])
-              : '',
-        };
+        return { handoffs: items.map(handoffToProto), nextPageToken };
       });
     },
 

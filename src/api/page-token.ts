@@ -83,3 +83,22 @@ export function fitPage<T>(items: T[], sizeOf: (item: T) => number, budgetBytes:
   }
   return items;
 }
+
+/**
+ * One page of a keyset listing from the `limit + 1` rows its query returned: at most `limit`
+ * items (fewer when `fit` trims them to the message budget), and a token for the next page when
+ * rows remain.
+ */
+export function pageOf<T>(
+  rows: T[],
+  limit: number,
+  filters: unknown[],
+  cursorOf: (row: T) => (string | number)[],
+  fit: (items: T[]) => T[] = (items) => items,
+): { items: T[]; nextPageToken: string } {
+  const items = fit(rows.slice(0, limit));
+  const last = items.at(-1);
+  const nextPageToken =
+    rows.length > items.length && last ? encodePageToken(filters, cursorOf(last)) : '';
+  return { items, nextPageToken };
+}

@@ -4,13 +4,7 @@ import type { SharedServiceImplementation } from '../gen/shardgate/v1/shared.js'
 import type { BenchmarkRecord, KnowledgeRecord } from '../shared-db/shared-store.js';
 import type { GatewayContext } from './gateway-context.js';
 import { callerOf, requestKeyOf } from './idempotency.js';
-import {
-  cursorDate,
-  cursorString,
-  decodePageToken,
-  encodePageToken,
-  fitPage,
-} from './page-token.js';
+import { cursorDate, cursorString, decodePageToken, pageOf, fitPage } from './page-token.js';
 import * as v from './validate.js';
 
 const optionalKey = (
@@ -65,13 +59,11 @@ export function createSharedService(ctx: GatewayContext): SharedServiceImplement
         { industry, metric, after, limit: limit + 1 },
         signal,
       );
-      return page(
-        rows,
-        limit,
-        filters,
-        (b: BenchmarkRecord) => [b.industry, b.metric],
-        'benchmarks',
-      );
+      const { items, nextPageToken } = pageOf(rows, limit, filters, (b: BenchmarkRecord) => [
+        b.industry,
+        b.metric,
+      ]);
+      return { benchmarks: items, nextPageToken };
     },
 
     async addKnowledgeEntry(req, context) {
@@ -106,37 +98,22 @@ export function createSharedService(ctx: GatewayContext): SharedServiceImplement
         { topic, agent, before, limit: limit + 1 },
         signal,
       );
-      return page(
+      const { items, nextPageToken } = pageOf(
         rows,
         limit,
         filters,
         (k: KnowledgeRecord) => [k.createdAt.getTime(), k.id],
-        'entries',
         // Contents run to 64 KiB each: a full page could exceed the message limit.
-        (items) =>
+        (page) =>
           fitPage(
-            items,
+            page,
             (k) => 3 * (k.content.length + k.topic.length + k.agent.length) + 64,
             ctx.config.limits.maxMessageBytes / 2,
           ),
       );
+      return { entries: items, nextPageToken };
     },
   };
-}
-
-function page<T, K extends string>(
-  rows: T[],
-  limit: number,
-  filters: unknown[],
-  cursorOf: (row: T) => (string | number)[],
-  field: K,
-  fit: (items: T[]) => T[] = (items) => items,
-): Record<K, T[]> & { nextPageToken: string } {
-  const items = fit(rows.slice(0, limit));
-  const last = items.at(-1);
-  const nextPageToken =
-    rows.length > items.length && last ? encodePageToken(filters, cursorOf(last)) : '';
-  return { [field]: items, nextPageToken } as Record<K, T[]> & { nextPageToken: string };
 }
 
 /** Multi-line text: newlines and tabs allowed, NUL and other control characters not. */

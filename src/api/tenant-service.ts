@@ -9,7 +9,7 @@ import type {
 import { ensureClientSchema } from '../shards/client-schema.js';
 import { tenantStatusFilter, tenantToProto } from './convert.js';
 import type { GatewayContext } from './gateway-context.js';
-import { cursorString, decodePageToken, encodePageToken } from './page-token.js';
+import { cursorString, decodePageToken, pageOf } from './page-token.js';
 import { pageSize } from './validate.js';
 
 /** TenantService: provisioning and lifecycle, against the catalog's directory. */
@@ -34,12 +34,8 @@ export function createTenantService(ctx: GatewayContext): TenantServiceImplement
         { status, shard, afterClientId: cursor && cursorString(cursor[0]), limit: limit + 1 },
         signal,
       );
-      const page = rows.slice(0, limit);
-      const last = page.at(-1);
-      return {
-        tenants: page.map(tenantToProto),
-        nextPageToken: rows.length > limit && last ? encodePageToken(filters, [last.clientId]) : '',
-      };
+      const { items, nextPageToken } = pageOf(rows, limit, filters, (t) => [t.clientId]);
+      return { tenants: items.map(tenantToProto), nextPageToken };
     },
 
     async churnTenant(req, context) {
