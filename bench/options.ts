@@ -15,7 +15,7 @@ export interface BenchOptions {
   tenants: number;
   appointmentsPerTenant: number;
   handoffsPerTenant: number;
-  /** Write a V8 CPU profile of the gateway to bench/results/ (node --cpu-prof). */
+  /** Write V8 CPU profiles of the gateway and the load generator to bench/results/ (node --cpu-prof). */
   profile: boolean;
 }
 

@@ -45,10 +45,13 @@ export async function stopChild(child: ChildProcess, graceMs = 10_000): Promise<
   clearTimeout(timer);
 }
 
-/** Forks a TypeScript script of bench/ under tsx, with an IPC channel and inherited stderr. */
-export function forkScript(name: string): ChildProcess {
+/**
+ * Forks a TypeScript script of bench/ under tsx, with an IPC channel and inherited stderr;
+ * `nodeArgs` go to node itself (e.g. --cpu-prof).
+ */
+export function forkScript(name: string, nodeArgs: readonly string[] = []): ChildProcess {
   return fork(fileURLToPath(new URL(name, import.meta.url)), [], {
-    execArgv: ['--import', 'tsx'],
+    execArgv: ['--import', 'tsx', ...nodeArgs],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
 }

@@ -10,6 +10,7 @@ import type { GatewayContext } from '../src/api/gateway-context.js';
 import { openClientScope, withClient } from '../src/api/gateway-context.js';
 import { parseClientId, schemaNameFor, type ClientId, type ShardName } from '../src/core/ids.js';
 import type { Database } from '../src/pg/database.js';
+import { singleReadSql, type PointReadSpec } from '../src/pg/point-reads.js';
 import { Router, type Placement } from '../src/router/router.js';
 import { appointments } from '../src/shards/appointments.js';
 import { quoteSchema } from '../src/shards/client-schema.js';
@@ -107,6 +108,8 @@ function placementOf(clientId: ClientId): Placement {
 /** A Database stand-in that records the statement instead of sending it. */
 const recorder = {
   query: (text: string) => Promise.resolve({ rows: [{ text }] }),
+  readById: (spec: PointReadSpec, schema: string) =>
+    Promise.resolve({ text: singleReadSql(spec, schema) }),
 } as unknown as Database;
 
 interface Row {

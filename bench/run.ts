@@ -42,11 +42,11 @@ interface Rig {
 
 /** Starts PostgreSQL, the gateway, the echo server and the load generator; seeds the tenants. */
 async function setUp(options: BenchOptions, cleanup: Cleanup): Promise<Rig> {
+  const profileArgs = ['--cpu-prof', `--cpu-prof-dir=${repoRoot}bench/results`];
   progress(`starting embedded PostgreSQL (catalog + ${SHARD_COUNT} shards)…`);
   const bench = await startBenchCluster(SHARD_COUNT, cleanup);
   const { cluster } = bench;
   progress('starting the gateway (node --import tsx src/main.ts) and the echo server…');
-  const profileArgs = ['--cpu-prof', `--cpu-prof-dir=${repoRoot}bench/results`];
   const [gateway, echo] = await Promise.all([
     spawnGateway(
       { ...cluster, poolMax: POOL_MAX, nodeArgs: options.profile ? profileArgs : [] },
@@ -56,7 +56,7 @@ async function setUp(options: BenchOptions, cleanup: Cleanup): Promise<Rig> {
   ]);
   progress(`gateway on ${gateway.address}; seeding ${options.tenants} tenants…`);
   const tenants = await seedTenants(gateway.address, options);
-  const generator = forkScript('load-generator.ts');
+  const generator = forkScript('load-generator.ts', options.profile ? profileArgs : []);
   cleanup.add('stop the load generator', () => stopChild(generator, 3_000));
   await ask(generator, {
     type: 'init',

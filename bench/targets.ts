@@ -3,6 +3,7 @@ import pg from 'pg';
 import { createShardgateClient } from '../src/client/index.js';
 import { AppointmentStatus, GetAppointmentResponse } from '../src/gen/shardgate/v1/appointment.js';
 import type { Database } from '../src/pg/database.js';
+import { singleReadSql, type PointReadSpec } from '../src/pg/point-reads.js';
 import { appointments } from '../src/shards/appointments.js';
 import { quoteSchema } from '../src/shards/client-schema.js';
 import { echoService } from './echo-service.js';
@@ -29,6 +30,11 @@ async function captureSql(
     query: (text: string, values: unknown[] = []) => {
       captured = { text, values };
       return Promise.resolve({ rows: [{}] });
+    },
+    // A lone point read's statement: what (b) sends for every GetAppointment.
+    readById: (spec: PointReadSpec, schema: string, id: string) => {
+      captured = { text: singleReadSql(spec, schema), values: [id] };
+      return Promise.resolve({});
     },
   };
   await run(recorder as unknown as Database);

@@ -67,6 +67,15 @@ export const configSchema = z
          * (Optional in the type only, so hand-built pool settings may leave it out: never then.)
          */
         maxUses: z.number().int().min(0).default(10_000).optional(),
+        /**
+         * Point reads by id (GetAppointment) that one table of a shard has in flight as shared
+         * statements. Reads that arrive while these run wait and then go out together in one
+         * statement, one round trip for many calls; a lone read goes out at once. 0: every read
+         * is its own statement. Default: a quarter of `max`, rounded up.
+         */
+        readBatchStatements: z.number().int().min(0).optional(),
+        /** Most point reads one shared statement answers. */
+        readBatchMax: z.number().int().min(1).max(1000).default(64).optional(),
       })
       .prefault({}),
     auth: z

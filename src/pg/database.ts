@@ -1,5 +1,6 @@
 import pg from 'pg';
 import { ShardgateError } from '../core/errors.js';
+import { PointReads, type PointReadSpec } from './point-reads.js';
 import { abortedBySignal, isConnectionBroken, translatePgError } from './sql-errors.js';
 
 /** What a typed query needs: run one statement with bound parameters. */
@@ -22,6 +23,13 @@ export interface DatabaseOptions {
   maxLifetimeSeconds: number;
   /** Replace a connection after this many checkouts; 0 or unset: never (see config `pool`). */
   maxUses?: number;
+  /**
+   * Coalesced point-read statements in flight per table (see PointReads); 0 or unset: every
+   * point read is its own statement.
+   */
+  readBatchStatements?: number;
+  /** Most point reads one coalesced statement answers; default 64. */
+  readBatchMax?: number;
   onError: (err: Error) => void;
 }
 
@@ -41,12 +49,17 @@ export class Database {
   readonly label: string;
   readonly #pool: pg.Pool;
   readonly #options: DatabaseOptions;
+  readonly #pointReads: PointReads;
   #control: pg.Pool | undefined;
 
   constructor(options: DatabaseOptions) {
     this.label = options.label;
     this.#options = options;
     this.#pool = createPool(options, options.max);
+    this.#pointReads = new PointReads(
+      { statements: options.readBatchStatements ?? 0, maxBatch: options.readBatchMax ?? 64 },
+      (text, values, signal) => this.query(text, values, signal),
+    );
   }
 
   /** Runs one statement outside a transaction. */
@@ -56,6 +69,20 @@ export class Database {
     signal?: AbortSignal,
   ): Promise<pg.QueryResult<R>> {
     return this.withConnection(signal, (conn) => conn.query<R>(text, values));
+  }
+
+  /**
+   * The row of `<schema>.<table>` with primary key `id`, or undefined. Concurrent point reads of
+   * the same table share one statement under load (src/pg/point-reads.ts); `schema` is a quoted
+   * identifier and `id` a lower-case UUID.
+   */
+  readById<R extends pg.QueryResultRow>(
+    spec: PointReadSpec,
+    schema: string,
+    id: string,
+    signal?: AbortSignal,
+  ): Promise<R | undefined> {
+    return this.#pointReads.read<R>(spec, schema, id, signal);
   }
 
   /**

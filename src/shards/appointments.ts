@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Database } from '../pg/database.js';
 import { insertRows, type RequestKey } from '../pg/insert-once.js';
+import type { PointReadSpec } from '../pg/point-reads.js';
 import type { AppointmentStatus } from './client-migrations.js';
 
 /** An appointment as stored in a client schema. */
@@ -33,6 +34,9 @@ export interface AppointmentQuery {
 
 const COLUMNS = `id, client_phone AS "clientPhone", scheduled_at AS "scheduledAt",
   service_type AS "serviceType", status, created_at AS "createdAt", updated_at AS "updatedAt"`;
+
+/** GetAppointment's read: coalesced with concurrent ones on the same shard (Database.readById). */
+const BY_ID: PointReadSpec = { table: 'appointments', columns: COLUMNS };
 
 const COLUMN_OF: Record<keyof AppointmentFields, string> = {
   clientPhone: 'client_phone',
@@ -106,12 +110,7 @@ export const appointments = {
     id: string,
     signal?: AbortSignal,
   ): Promise<AppointmentRecord | undefined> {
-    const res = await db.query<AppointmentRecord>(
-      `SELECT ${COLUMNS} FROM ${schema}.appointments WHERE id = $1`,
-      [id],
-      signal,
-    );
-    return res.rows[0];
+    return db.readById<AppointmentRecord>(BY_ID, schema, id, signal);
   },
 
   async list(

@@ -47,6 +47,7 @@ export class ShardPools {
       if (this.#dbs.has(name)) continue;
       const db = new Database({
         ...this.#config,
+        readBatchStatements: this.#config.readBatchStatements ?? Math.ceil(this.#config.max / 4),
         url,
         label: `shard '${name}'`,
         onError: (err) => this.#onError(name, err),

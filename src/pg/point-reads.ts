@@ -1,0 +1,220 @@
+import type pg from 'pg';
+import { abortedBySignal } from './sql-errors.js';
+
+/** A table read by primary key `id` in many schemas: the same columns in each. */
+export interface PointReadSpec {
+  /** Unquoted table name, e.g. `appointments`. */
+  readonly table: string;
+  /** The select list, with aliases; must not produce a column named `__branch`. */
+  readonly columns: string;
+}
+
+/** How point reads on one database share statements (config `pool.readBatch*`). */
+export interface PointReadLimits {
+  /** Coalesced statements in flight per table at once; 0 turns coalescing off. */
+  readonly statements: number;
+  /** Most reads one statement answers. */
+  readonly maxBatch: number;
+}
+
+/** Runs one statement (the Database's own query: pool checkout, cancellation, translation). */
+export type RunStatement = <R extends pg.QueryResultRow>(
+  text: string,
+  values: unknown[],
+  signal: AbortSignal | undefined,
+) => Promise<pg.QueryResult<R>>;
+
+interface Waiter<R> {
+  readonly schema: string;
+  readonly id: string;
+  readonly signal: AbortSignal | undefined;
+  resolve(row: R | undefined): void;
+  reject(err: unknown): void;
+  onAbort: (() => void) | undefined;
+  done: boolean;
+}
+
+interface Lane<R> {
+  queue: Waiter<R>[];
+  running: number;
+  scheduled: boolean;
+}
+
+/**
+ * Coalesces point reads of one database: reads that arrive in the same event-loop turn, or while
+ * `statements` statements of the same table are already running, are answered by one statement
+ * (a UNION ALL over the schemas involved, `id = ANY(...)` per schema). Under load that replaces n
+ * round trips, parses and plans by one, on the gateway and on PostgreSQL alike; a lone read still
+ * goes out in the turn it arrived, as its own single-row statement.
+ *
+ * Each read keeps its own semantics: a cancelled read leaves at once (its statement is cancelled
+ * only when every read in it has left), and if a shared statement fails (say one client's schema
+ * was just dropped by a move) each of its reads runs again alone, so every caller gets the error
+ * or row of its own statement.
+ */
+export class PointReads {
+  readonly #lanes = new Map<PointReadSpec, Lane<pg.QueryResultRow>>();
+  readonly #limits: PointReadLimits;
+  readonly #run: RunStatement;
+
+  constructor(limits: PointReadLimits, run: RunStatement) {
+    this.#limits = limits;
+    this.#run = run;
+  }
+
+  /** The row of `<schema>.<table>` whose id is `id` (lower-case UUID text), or undefined. */
+  read<R extends pg.QueryResultRow>(
+    spec: PointReadSpec,
+    schema: string,
+    id: string,
+    signal: AbortSignal | undefined,
+  ): Promise<R | undefined> {
+    if (signal?.aborted) return Promise.reject(abortedBySignal(signal));
+    if (this.#limits.statements === 0) return this.#single<R>(spec, schema, id, signal);
+    let lane = this.#lanes.get(spec) as Lane<R> | undefined;
+    if (!lane) {
+      lane = { queue: [], running: 0, scheduled: false };
+      this.#lanes.set(spec, lane as Lane<pg.QueryResultRow>);
+    }
+    const ready = lane;
+    return new Promise<R | undefined>((resolve, reject) => {
+      const waiter: Waiter<R> = {
+        schema,
+        id,
+        signal,
+        resolve,
+        reject,
+        onAbort: undefined,
+        done: false,
+      };
+      if (signal) {
+        waiter.onAbort = () => settle(waiter, undefined, abortedBySignal(signal));
+        signal.addEventListener('abort', waiter.onAbort, { once: true });
+      }
+      ready.queue.push(waiter);
+      if (!ready.scheduled && ready.running < this.#limits.statements) {
+        ready.scheduled = true;
+        setImmediate(() => this.#flush(spec, ready));
+      }
+    });
+  }
+
+  /** Starts statements for queued reads while the lane has room. */
+  #flush<R extends pg.QueryResultRow>(spec: PointReadSpec, lane: Lane<R>): void {
+    lane.scheduled = false;
+    while (lane.running < this.#limits.statements && lane.queue.length > 0) {
+      const batch = takeLive(lane.queue, this.#limits.maxBatch);
+      if (batch.length === 0) break;
+      lane.running++;
+      void this.#answer(spec, batch).finally(() => {
+        lane.running--;
+        if (lane.queue.length > 0 && !lane.scheduled) this.#flush(spec, lane);
+      });
+    }
+  }
+
+  /** Runs one batch and settles every read in it; never rejects. */
+  async #answer<R extends pg.QueryResultRow>(
+    spec: PointReadSpec,
+    batch: Waiter<R>[],
+  ): Promise<void> {
+    if (batch.length === 1) {
+      const [only] = batch as [Waiter<R>];
+      try {
+        settle(only, await this.#single<R>(spec, only.schema, only.id, only.signal));
+      } catch (err) {
+        settle(only, undefined, err);
+      }
+      return;
+    }
+    const { text, values, branches } = batchStatement(spec, batch);
+    const everyoneLeft = new AbortController();
+    const onLeave = (): void => {
+      if (batch.every((w) => w.done))
+        everyoneLeft.abort(new DOMException('cancelled', 'AbortError'));
+    };
+    for (const w of batch) w.signal?.addEventListener('abort', onLeave, { once: true });
+    try {
+      const { rows } = await this.#run<R & { __branch: number }>(text, values, everyoneLeft.signal);
+      for (const row of rows) {
+        const { __branch, ...record } = row;
+        const waiter = branches[__branch]!.find((w) => w.id === record['id']);
+        if (waiter) settle(waiter, record as unknown as R);
+      }
+      for (const w of batch) settle(w, undefined);
+    } catch {
+      // Alone, each read meets its own fate: its row, or the error its own statement gets.
+      await Promise.all(
+        batch
+          .filter((w) => !w.done)
+          .map((w) =>
+            this.#single<R>(spec, w.schema, w.id, w.signal).then(
+              (row) => settle(w, row),
+              (err: unknown) => settle(w, undefined, err),
+            ),
+          ),
+      );
+    } finally {
+      for (const w of batch) w.signal?.removeEventListener('abort', onLeave);
+    }
+  }
+
+  async #single<R extends pg.QueryResultRow>(
+    spec: PointReadSpec,
+    schema: string,
+    id: string,
+    signal: AbortSignal | undefined,
+  ): Promise<R | undefined> {
+    const res = await this.#run<R>(singleReadSql(spec, schema), [id], signal);
+    return res.rows[0];
+  }
+}
+
+/** The statement of a read that goes out alone (bound parameter: the id). */
+export function singleReadSql(spec: PointReadSpec, schema: string): string {
+  return `SELECT ${spec.columns} FROM ${schema}.${spec.table} WHERE id = $1`;
+}
+
+/** Up to `max` reads from the front of the queue that are still waiting. */
+function takeLive<R>(queue: Waiter<R>[], max: number): Waiter<R>[] {
+  const batch: Waiter<R>[] = [];
+  let i = 0;
+  for (; i < queue.length && batch.length < max; i++) {
+    const w = queue[i]!;
+    if (!w.done) batch.push(w);
+  }
+  queue.splice(0, i);
+  return batch;
+}
+
+/** One statement for a batch: a branch per schema, each tagged with its index. */
+function batchStatement<R>(
+  spec: PointReadSpec,
+  batch: readonly Waiter<R>[],
+): { text: string; values: unknown[]; branches: Waiter<R>[][] } {
+  const bySchema = new Map<string, Waiter<R>[]>();
+  for (const w of batch) {
+    const group = bySchema.get(w.schema);
+    if (group) group.push(w);
+    else bySchema.set(w.schema, [w]);
+  }
+  const branches = [...bySchema.values()];
+  const parts: string[] = [];
+  const values: unknown[] = [];
+  branches.forEach((group, b) => {
+    values.push(group.map((w) => w.id));
+    parts.push(
+      `SELECT ${b} AS __branch, ${spec.columns} FROM ${group[0]!.schema}.${spec.table} WHERE id = ANY($${b + 1}::uuid[])`,
+    );
+  });
+  return { text: parts.join(' UNION ALL '), values, branches };
+}
+
+/** Resolves or rejects a read once; later outcomes (a result after a cancel) are dropped. */
+function settle<R>(w: Waiter<R>, row: R | undefined, err?: unknown): void {
+  if (w.done) return;
+  w.done = true;
+  if (w.onAbort) w.signal?.removeEventListener('abort', w.onAbort);
+  if (err === undefined) w.resolve(row);
+  else w.reject(err);
+}
