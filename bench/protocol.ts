@@ -10,19 +10,27 @@ export const OPS = [
   // (b) pg.Pool straight to the shard, with the gateway's own SQL text
   'pg.get',
   'pg.insert',
-  // (c) shardgate through its typed client
+  // (c) shardgate, driven like (a) by a bare grpc-js client (plus the generated protobuf codecs)
   'sg.GetAppointment',
   'sg.ListAppointments',
   'sg.CreateAppointment',
   'sg.AppendHandoff',
   'sg.PatchState',
+  // (c) GetAppointment through shardgate's typed client (nice-grpc, deadline/retry/error details)
+  'typed.GetAppointment',
 ] as const;
+
+/** True for an op served by the gateway (group (c)). */
+export function isGatewayOp(op: OpName): boolean {
+  return op.startsWith('sg.') || op.startsWith('typed.');
+}
 /** One of OPS. */
 export type OpName = (typeof OPS)[number];
 
 /** Which side a gateway op is compared with for the c/b ratio; others have no direct-pg twin. */
 export const PG_TWIN: Partial<Record<OpName, OpName>> = {
   'sg.GetAppointment': 'pg.get',
+  'typed.GetAppointment': 'pg.get',
   'sg.CreateAppointment': 'pg.insert',
 };
 

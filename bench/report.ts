@@ -1,5 +1,5 @@
 import { fmt, formatTable } from './stats.js';
-import { PG_TWIN, type CellResult, type OpName } from './protocol.js';
+import { isGatewayOp, PG_TWIN, type CellResult, type OpName } from './protocol.js';
 
 /** A measured cell plus the CPU the processes under test spent on it. */
 export interface MeasuredCell extends CellResult {
@@ -15,14 +15,14 @@ export interface MeasuredCell extends CellResult {
   addedP50Ms?: number;
 }
 
-const GROUP: Record<string, string> = { echo: '(a)', pg: '(b)', sg: '(c)' };
+const GROUP: Record<string, string> = { echo: '(a)', pg: '(b)', sg: '(c)', typed: '(c)' };
 
 /** Fills in the c/a and c/b ratios from the cells measured at the same concurrency. */
 export function withRatios(cells: readonly MeasuredCell[]): MeasuredCell[] {
   const find = (op: OpName, concurrency: number): MeasuredCell | undefined =>
     cells.find((c) => c.op === op && c.concurrency === concurrency && c.calls > 0);
   return cells.map((cell) => {
-    if (!cell.op.startsWith('sg.')) return cell;
+    if (!isGatewayOp(cell.op)) return cell;
     const echo = find('echo', cell.concurrency);
     const twinOp = PG_TWIN[cell.op];
     const twin = twinOp && find(twinOp, cell.concurrency);
@@ -46,6 +46,7 @@ export function resultsTable(cells: readonly MeasuredCell[], opOrder: readonly O
     'p50 ms',
     'p99 ms',
     'err',
+    'load µs/call',
     'srv µs/call',
     'pg µs/call',
     'c/a',
@@ -63,6 +64,7 @@ export function resultsTable(cells: readonly MeasuredCell[], opOrder: readonly O
         fmt(c.p50Ms, 2),
         fmt(c.p99Ms, 2),
         String(c.errors),
+        fmt(c.calls > 0 ? (c.clientCpuMs * 1000) / c.calls : undefined, 0),
         fmt(c.serverCpuUsPerCall, 0),
         fmt(c.pgCpuUsPerCall, 0),
         fmt(c.ratioToEcho, 2),

@@ -19,7 +19,14 @@ import {
   spawnGateway,
   stopChild,
 } from './processes.js';
-import type { BenchTenant, CellResult, CellSpec, FromGenerator, ToGenerator } from './protocol.js';
+import {
+  isGatewayOp,
+  type BenchTenant,
+  type CellResult,
+  type CellSpec,
+  type FromGenerator,
+  type ToGenerator,
+} from './protocol.js';
 import { errorLines, resultsTable, withRatios, type MeasuredCell } from './report.js';
 import { postmasterPids, SEEDED_BEFORE_MS, seedTenants, startBenchCluster } from './setup.js';
 import { cpuMsOf, treeCpuMs } from './stats.js';
@@ -106,7 +113,7 @@ async function measureAll(rig: Rig, options: BenchOptions): Promise<MeasuredCell
 async function measureCell(rig: Rig, spec: CellSpec, warmupMs: number): Promise<MeasuredCell> {
   await ask(rig.generator, { type: 'cell', spec: { ...spec, durationMs: warmupMs } });
   const serverPid =
-    spec.op === 'echo' ? rig.echoPid : spec.op.startsWith('sg.') ? rig.gatewayPid : undefined;
+    spec.op === 'echo' ? rig.echoPid : isGatewayOp(spec.op) ? rig.gatewayPid : undefined;
   const before = { server: cpuMsOf(serverPid), pg: treeCpuMs(rig.pgPids) };
   const result = await ask(rig.generator, { type: 'cell', spec });
   if (!result) throw new Error('the load generator answered a cell without a result');
@@ -144,7 +151,9 @@ async function report(run: {
   console.log(
     '\nc/a, c/b: calls/s of the gateway op ÷ echo (a) or its direct-pg twin (b) at the same concurrency;' +
       '\np50 +ms vs b: latency the gateway adds to the same SQL sent straight to the shard;' +
-      '\nsrv µs/call: CPU of the echo server or gateway process; pg µs/call: CPU of the shard servers.',
+      '\nload µs/call: CPU of the load generator (the client side); srv µs/call: CPU of the echo server or' +
+      '\ngateway process; pg µs/call: CPU of the shard servers. (a) and sg.* are driven by a bare grpc-js' +
+      "\nclient, typed.* by shardgate's typed client.",
   );
   const problems = [...errorLines(cells), ...rig.gatewayProblems.map((p) => `gateway ${p}`)];
   if (problems.length > 0) console.log(`\nproblems seen:\n  ${problems.slice(0, 30).join('\n  ')}`);

@@ -1,12 +1,24 @@
-import { credentials, makeGenericClientConstructor, type ServiceError } from '@grpc/grpc-js';
+import {
+  Client,
+  credentials,
+  makeGenericClientConstructor,
+  type ServiceError,
+} from '@grpc/grpc-js';
 import pg from 'pg';
 import { createShardgateClient } from '../src/client/index.js';
-import { AppointmentStatus, GetAppointmentResponse } from '../src/gen/shardgate/v1/appointment.js';
+import {
+  AppointmentServiceDefinition,
+  AppointmentStatus,
+  GetAppointmentResponse,
+} from '../src/gen/shardgate/v1/appointment.js';
+import { HandoffServiceDefinition } from '../src/gen/shardgate/v1/handoff.js';
+import { StateServiceDefinition } from '../src/gen/shardgate/v1/state.js';
 import type { Database } from '../src/pg/database.js';
 import { singleReadSql, type PointReadSpec } from '../src/pg/point-reads.js';
 import { appointments } from '../src/shards/appointments.js';
 import { quoteSchema } from '../src/shards/client-schema.js';
 import { echoService } from './echo-service.js';
+import { unaryCaller } from './grpc-js-client.js';
 import type { BenchTenant, Dataset, OpName } from './protocol.js';
 
 /** One call of an op; `i` is a run-wide counter that spreads calls over tenants and rows. */
@@ -82,7 +94,28 @@ export async function createTargets(data: Dataset): Promise<Targets> {
   const routes = await Promise.all(
     data.tenants.map(async (t) => ({ ...t, ...(await tenantSql(t)), pool: pools.get(t.shard)! })),
   );
-  const sg = createShardgateClient({ address: data.gatewayAddress, defaultDeadlineMs: 30_000 });
+  // (c) through a bare grpc-js client, like (a); the typed client only for typed.GetAppointment.
+  const gateway = new Client(data.gatewayAddress, credentials.createInsecure());
+  const appointment = AppointmentServiceDefinition;
+  const sg = {
+    getAppointment: unaryCaller(gateway, appointment, appointment.methods.getAppointment),
+    listAppointments: unaryCaller(gateway, appointment, appointment.methods.listAppointments),
+    createAppointment: unaryCaller(gateway, appointment, appointment.methods.createAppointment),
+    appendHandoff: unaryCaller(
+      gateway,
+      HandoffServiceDefinition,
+      HandoffServiceDefinition.methods.appendHandoff,
+    ),
+    patchState: unaryCaller(
+      gateway,
+      StateServiceDefinition,
+      StateServiceDefinition.methods.patchState,
+    ),
+  };
+  const typed = createShardgateClient({
+    address: data.gatewayAddress,
+    defaultDeadlineMs: 30_000,
+  });
   const seededBefore = new Date(data.seededBeforeMs);
   // Call i goes to tenant i mod n and, per tenant, walks through its seeded appointments.
   const route = (i: number) => routes[i % routes.length]!;
@@ -99,16 +132,16 @@ export async function createTargets(data: Dataset): Promise<Targets> {
     'pg.get': (i) => route(i).pool.query(route(i).get, [appointmentId(i)]),
     'pg.insert': (i) => route(i).pool.query(route(i).insert, insertValues(i)),
     'sg.GetAppointment': (i) =>
-      sg.appointments.getAppointment({ clientId: route(i).clientId, id: appointmentId(i) }),
+      sg.getAppointment({ clientId: route(i).clientId, id: appointmentId(i) }),
     'sg.ListAppointments': (i) =>
-      sg.appointments.listAppointments({
+      sg.listAppointments({
         clientId: route(i).clientId,
         pageSize: 20,
         scheduledBefore: seededBefore,
       }),
     'sg.CreateAppointment': (i) => {
       const [clientPhone, scheduledAt, serviceType] = insertValues(i);
-      return sg.appointments.createAppointment({
+      return sg.createAppointment({
         clientId: route(i).clientId,
         appointment: {
           clientPhone,
@@ -119,7 +152,7 @@ export async function createTargets(data: Dataset): Promise<Targets> {
       });
     },
     'sg.AppendHandoff': (i) =>
-      sg.handoffs.appendHandoff({
+      sg.appendHandoff({
         clientId: route(i).clientId,
         handoff: {
           fromAgent: 'intake-agent',
@@ -129,17 +162,20 @@ export async function createTargets(data: Dataset): Promise<Targets> {
         },
       }),
     'sg.PatchState': (i) =>
-      sg.state.patchState({
+      sg.patchState({
         clientId: route(i).clientId,
         patch: { lastCall: i, agent: 'bench', season: 'winter' },
       }),
+    'typed.GetAppointment': (i) =>
+      typed.appointments.getAppointment({ clientId: route(i).clientId, id: appointmentId(i) }),
   };
 
   return {
     ops,
     async close() {
       echo.close();
-      sg.close();
+      gateway.close();
+      typed.close();
       await Promise.all([...pools.values()].map((p) => p.end()));
     },
   };

@@ -145,7 +145,8 @@ const CALLER_LEFT: AuditEventEnd = {
 
 /** The outcome of a failed call as the caller sees it: the status name and message after mapping. */
 export function failedOutcome(err: unknown): AuditEventEnd {
-  // errorMapping (outside this middleware) logs unexpected errors; logging here would say it twice.
+  // The gate's error mapping (around this middleware) logs unexpected errors; logging here would
+  // say it twice.
   const mapped = toServerError(err, () => undefined);
   return { outcome: Status[mapped.code], error: storableText(mapped.details) };
 }

@@ -3,19 +3,22 @@ import type { AuthContext } from '../auth/identity.js';
 import { ShardgateError } from '../core/errors.js';
 import { auditAdminActions, auditedMethods } from './audit-middleware.js';
 import { createCallerCheck } from './caller-check.js';
+import { toServerError } from './error-status.js';
 import type { GatewayContext } from './gateway-context.js';
 import { rejectUndecodable } from './lenient-decoding.js';
 import { CallLimits } from './call-limits.js';
 
 /**
- * Everything a call passes before its handler, in one middleware layer: authentication and the
+ * Everything a call passes before its handler, in one middleware layer, and the one mapping of
+ * every error that leaves it to a gRPC status (toServerError): authentication and the
  * access policy (nothing runs before them), refusal of undecodable requests (after
  * authentication, so an unauthenticated caller learns nothing from a garbage request), the audit
  * record of admin actions (whatever their outcome, limits included), then the per-client limits
- * and the deadline cap. One layer rather than four: every nice-grpc layer costs each call an async
+ * and the deadline cap. One layer rather than five: every nice-grpc layer costs each call an async
  * generator, two copies of the call object and several promise hops.
  */
 export function callGate(ctx: GatewayContext) {
+  const logUnexpected = (err: unknown): void => ctx.log.error({ err }, 'call failed');
   const checkCaller = createCallerCheck(ctx);
   const limits = new CallLimits(ctx.config.limits, ctx.config.pool);
   const audit = auditAdminActions(ctx);
@@ -97,13 +100,17 @@ export function callGate(ctx: GatewayContext) {
     call: ServerMiddlewareCall<Request, Response, AuthContext>,
     context: CallContext,
   ) {
-    const path = call.method.path;
-    const checked = checkCaller(path, call.request, context.metadata);
-    const identity = checked instanceof Promise ? await checked : checked;
-    rejectUndecodable(path, call.request);
-    const authed = { ...context, identity };
-    if (call.responseStream) return yield* whileTokenValid(call, authed);
-    if (!auditedMethods.has(path)) return yield* limited(call, call.request, authed);
-    return yield* auditedNext(call, authed);
+    try {
+      const path = call.method.path;
+      const checked = checkCaller(path, call.request, context.metadata);
+      const identity = checked instanceof Promise ? await checked : checked;
+      rejectUndecodable(path, call.request);
+      const authed = { ...context, identity };
+      if (call.responseStream) return yield* whileTokenValid(call, authed);
+      if (!auditedMethods.has(path)) return yield* limited(call, call.request, authed);
+      return yield* auditedNext(call, authed);
+    } catch (err) {
+      throw toServerError(err, logUnexpected);
+    }
   };
 }

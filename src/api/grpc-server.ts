@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { createServer, type CallContext, type Server, type ServerMiddlewareCall } from 'nice-grpc';
+import { createServer, type Server } from 'nice-grpc';
 import { errorDetailsServerMiddleware } from 'nice-grpc-error-details';
 import { HealthDefinition, HealthServiceImpl, HealthState } from 'nice-grpc-server-health';
 import { ServerReflection, ServerReflectionService } from 'nice-grpc-server-reflection';
@@ -12,7 +12,6 @@ import { TenantServiceDefinition } from '../gen/shardgate/v1/tenant.js';
 import { createAdminService } from './admin-service.js';
 import { createAppointmentService } from './appointment-service.js';
 import { callGate } from './call-gate.js';
-import { toServerError } from './error-status.js';
 import type { GatewayContext } from './gateway-context.js';
 import { decodeLeniently } from './lenient-decoding.js';
 import { createHandoffService } from './handoff-service.js';
@@ -39,12 +38,11 @@ export function createGrpcServer(ctx: GatewayContext): { server: Server; health:
     // channelz keeps per-call statistics for a debugging service we do not expose.
     'grpc.enable_channelz': 0,
   })
-    // Order matters: errors of every later step get mapped; callGate authenticates, audits and
-    // limits each call before its handler.
     // Outermost: encodes the details of a RichServerError (RetryInfo of a refused call), which
-    // errorMapping passes through unchanged, into the grpc-status-details-bin trailer.
+    // the gate's error mapping passes through unchanged, into the grpc-status-details-bin trailer.
+    // callGate authenticates, audits and limits each call before its handler and maps every error
+    // of the gate or the handler to a gRPC status.
     .use(errorDetailsServerMiddleware)
-    .use(errorMapping((err) => ctx.log.error({ err }, 'call failed')))
     .use(callGate(ctx));
   server.add(decodeLeniently(TenantServiceDefinition), createTenantService(ctx));
   server.add(decodeLeniently(AppointmentServiceDefinition), createAppointmentService(ctx));
@@ -73,18 +71,4 @@ function serverWideHealth(health: HealthState, services: readonly string[]): Hea
   };
   health.setStatus(health.getStatus());
   return health;
-}
-
-/** Every error leaving a handler goes through toServerError: the one mapping at the edge. */
-function errorMapping(logUnexpected: (err: unknown) => void) {
-  return async function* <Request, Response>(
-    call: ServerMiddlewareCall<Request, Response>,
-    context: CallContext,
-  ) {
-    try {
-      return yield* call.next(call.request, context);
-    } catch (err) {
-      throw toServerError(err, logUnexpected);
-    }
-  };
 }

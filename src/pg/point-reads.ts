@@ -24,6 +24,9 @@ export type RunStatement = <R extends pg.QueryResultRow>(
   signal: AbortSignal | undefined,
 ) => Promise<pg.QueryResult<R>>;
 
+/** A lower-case UUID as PostgreSQL prints it: safe inside an array literal without quoting. */
+const UUID_TEXT = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
 interface Waiter<R> {
   readonly schema: string;
   readonly id: string;
@@ -32,6 +35,15 @@ interface Waiter<R> {
   reject(err: unknown): void;
   onAbort: (() => void) | undefined;
   done: boolean;
+  /** The shared statement the read is in, once it has gone out with others. */
+  batch: SharedStatement | undefined;
+}
+
+/** A statement answering several reads; cancelled once every one of them has left. */
+interface SharedStatement {
+  readonly size: number;
+  left: number;
+  readonly controller: AbortController;
 }
 
 interface Lane<R> {
@@ -70,7 +82,11 @@ export class PointReads {
     signal: AbortSignal | undefined,
   ): Promise<R | undefined> {
     if (signal?.aborted) return Promise.reject(abortedBySignal(signal));
-    if (this.#limits.statements === 0) return this.#single<R>(spec, schema, id, signal);
+    // Only lower-case UUID text goes into a shared statement's array literal; anything else (which
+    // callers should never pass) goes alone, so it fails exactly as it would alone.
+    if (this.#limits.statements === 0 || !UUID_TEXT.test(id)) {
+      return this.#single<R>(spec, schema, id, signal);
+    }
     let lane = this.#lanes.get(spec) as Lane<R> | undefined;
     if (!lane) {
       lane = { queue: [], running: 0, scheduled: false };
@@ -86,9 +102,16 @@ export class PointReads {
         reject,
         onAbort: undefined,
         done: false,
+        batch: undefined,
       };
       if (signal) {
-        waiter.onAbort = () => settle(waiter, undefined, abortedBySignal(signal));
+        waiter.onAbort = () => {
+          settle(waiter, undefined, abortedBySignal(signal));
+          const batch = waiter.batch;
+          if (batch && ++batch.left === batch.size) {
+            batch.controller.abort(new DOMException('every read left', 'AbortError'));
+          }
+        };
         signal.addEventListener('abort', waiter.onAbort, { once: true });
       }
       ready.queue.push(waiter);
@@ -128,18 +151,24 @@ export class PointReads {
       return;
     }
     const { text, values, branches } = batchStatement(spec, batch);
-    const everyoneLeft = new AbortController();
-    const onLeave = (): void => {
-      if (batch.every((w) => w.done))
-        everyoneLeft.abort(new DOMException('cancelled', 'AbortError'));
+    const shared: SharedStatement = {
+      size: batch.length,
+      left: 0,
+      controller: new AbortController(),
     };
-    for (const w of batch) w.signal?.addEventListener('abort', onLeave, { once: true });
+    for (const w of batch) w.batch = shared;
     try {
-      const { rows } = await this.#run<R & { __branch: number }>(text, values, everyoneLeft.signal);
+      const { rows } = await this.#run<R & { __branch: number }>(
+        text,
+        values,
+        shared.controller.signal,
+      );
       for (const row of rows) {
         const { __branch, ...record } = row;
-        const waiter = branches[__branch]!.find((w) => w.id === record['id']);
-        if (waiter) settle(waiter, record as unknown as R);
+        // Several reads in a batch may ask for the same id (a retry, two pollers): each gets it.
+        for (const w of branches[__branch]!) {
+          if (w.id === record['id']) settle(w, record as unknown as R);
+        }
       }
       for (const w of batch) settle(w, undefined);
     } catch {
@@ -154,8 +183,6 @@ export class PointReads {
             ),
           ),
       );
-    } finally {
-      for (const w of batch) w.signal?.removeEventListener('abort', onLeave);
     }
   }
 
@@ -202,7 +229,9 @@ function batchStatement<R>(
   const parts: string[] = [];
   const values: unknown[] = [];
   branches.forEach((group, b) => {
-    values.push(group.map((w) => w.id));
+    // An array literal built here (read() lets only UUID text in: no commas, quotes or braces);
+    // the driver would otherwise escape each element.
+    values.push(`{${group.map((w) => w.id).join(',')}}`);
     parts.push(
       `SELECT ${b} AS __branch, ${spec.columns} FROM ${group[0]!.schema}.${spec.table} WHERE id = ANY($${b + 1}::uuid[])`,
     );
