@@ -134,12 +134,12 @@ export function createShardgateClient(options: ShardgateClientOptions): Shardgat
     channelCredentials(options),
     options.channelOptions,
   );
-  // Attached first runs last: the deadline spans every attempt and aborts a backoff sleep.
+  // Attached first runs last: the deadline spans every attempt and aborts a backoff sleep, and
+  // every attempt carries the same request_id and metadata.
   const factory = createClientFactory()
     .use(errorDetailsClientMiddleware)
-    .use(defaultMetadataMiddleware(metadata))
     .use(retryMiddleware)
-    .use(requestIdMiddleware)
+    .use(callDefaultsMiddleware(metadata))
     .use(deadlineMiddleware);
   return {
     tenants: factory.create(
@@ -264,39 +264,34 @@ function callDefaults(
 }
 
 /**
- * Merges the client's metadata under each call's own. Needed because nice-grpc replaces, rather
- * than merges, default `metadata` when a call passes any.
+ * What every call gets before its retries, in one middleware layer: the client's metadata merged
+ * under the call's own (nice-grpc replaces, rather than merges, default `metadata` when a call
+ * passes any), and for a keyed create without a request_id a fresh one, so every attempt shares
+ * it. A caller that passes `requestId: ''` opts out of deduplication.
  */
-/**
- * Gives a keyed create without a request_id a fresh one, outside the retries so all share it. A
- * caller that passes `requestId: ''` opts out of deduplication.
- */
-async function* requestIdMiddleware<Request, Response>(
-  call: ClientMiddlewareCall<Request, Response>,
-  options: CallOptions,
-) {
-  const request = call.request as { requestId?: unknown };
-  const method = call.method.path.slice(call.method.path.lastIndexOf('/') + 1);
-  if (
-    !call.requestStream &&
-    // Absent only: an explicit '' asks for no deduplication (and so no retry is safe then).
-    request.requestId === undefined &&
-    (KEYED_CREATES as readonly string[]).includes(method)
-  ) {
-    return yield* call.next({ ...call.request, requestId: randomUUID() } as Request, options);
-  }
-  return yield* call.next(call.request, options);
-}
-
-function defaultMetadataMiddleware(defaults: Metadata) {
-  return async function* defaultMetadata<Request, Response>(
+function callDefaultsMiddleware(defaults: Metadata) {
+  const noDefaults = defaults[Symbol.iterator]().next().done === true;
+  return async function* callDefaults<Request, Response>(
     call: ClientMiddlewareCall<Request, Response>,
     options: CallOptions,
   ) {
+    const request = call.requestStream
+      ? call.request
+      : withRequestId(call.request, call.method.path);
+    if (noDefaults && options.metadata === undefined) return yield* call.next(request, options);
     // Copies the value arrays: a later middleware's append() must not leak into other calls.
     const metadata = Metadata();
     for (const [key, values] of defaults) metadata.set(key, [...values]);
     for (const [key, values] of options.metadata ?? []) metadata.set(key, [...values]);
-    return yield* call.next(call.request, { ...options, metadata });
+    return yield* call.next(request, { ...options, metadata });
   };
+}
+
+/** The request, with a fresh request_id if it is a keyed create that has none. */
+function withRequestId<Request>(request: Request, path: string): Request {
+  // Absent only: an explicit '' asks for no deduplication (and so no retry is safe then).
+  if ((request as { requestId?: unknown }).requestId !== undefined) return request;
+  const method = path.slice(path.lastIndexOf('/') + 1);
+  if (!(KEYED_CREATES as readonly string[]).includes(method)) return request;
+  return { ...request, requestId: randomUUID() };
 }
