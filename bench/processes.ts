@@ -2,6 +2,7 @@ import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import type { CellResult, FromGenerator, ToGenerator } from './protocol.js';
 
 /** The repository root (bench/..), where `src/main.ts` lives. */
 export const repoRoot = fileURLToPath(new URL('..', import.meta.url));
@@ -93,6 +94,8 @@ export interface GatewayEnv {
   poolMax: number;
   /** Extra node options for the gateway process, e.g. --cpu-prof. */
   nodeArgs?: readonly string[];
+  /** More SHARDGATE_* settings, e.g. SHARDGATE_READ_BATCH_STATEMENTS. */
+  settings?: Readonly<Record<string, string>>;
 }
 
 /**
@@ -117,6 +120,7 @@ export async function spawnGateway(env: GatewayEnv, cleanup: Cleanup): Promise<G
         SHARDGATE_SHARDS: env.shards.map((s) => `${s.name}=${s.url}`).join(' '),
         SHARDGATE_POOL_MAX: String(env.poolMax),
         SHARDGATE_LOG_LEVEL: 'info',
+        ...env.settings,
       },
     },
   );
@@ -203,4 +207,19 @@ export function runBench(
     () => finish(0),
     (err: unknown) => finish(1, err),
   );
+}
+
+/** Sends one message to a load generator and waits for its reply; its errors are thrown here. */
+export async function ask(
+  generator: ChildProcess,
+  message: ToGenerator,
+): Promise<CellResult | undefined> {
+  const reply = nextMessage(
+    generator,
+    (m): m is FromGenerator => typeof m === 'object' && m !== null,
+  );
+  generator.send(message);
+  const answer = await reply;
+  if (answer.type === 'error') throw new Error(`load generator: ${answer.message}`);
+  return answer.type === 'result' ? answer.result : undefined;
 }

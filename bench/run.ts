@@ -11,6 +11,7 @@ import { cpus } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { parseOptions, type BenchOptions } from './options.js';
 import {
+  ask,
   Cleanup,
   forkScript,
   nextMessage,
@@ -19,14 +20,7 @@ import {
   spawnGateway,
   stopChild,
 } from './processes.js';
-import {
-  isGatewayOp,
-  type BenchTenant,
-  type CellResult,
-  type CellSpec,
-  type FromGenerator,
-  type ToGenerator,
-} from './protocol.js';
+import { isGatewayOp, type BenchTenant, type CellSpec } from './protocol.js';
 import { errorLines, resultsTable, withRatios, type MeasuredCell } from './report.js';
 import { postmasterPids, SEEDED_BEFORE_MS, seedTenants, startBenchCluster } from './setup.js';
 import { cpuMsOf, treeCpuMs } from './stats.js';
@@ -206,18 +200,6 @@ async function startEchoServer(
     (m as { type?: unknown }).type === 'listening';
   const { port } = await nextMessage(child, isListening);
   return { port, pid: child.pid };
-}
-
-/** Sends one message to the load generator and waits for its reply; its errors are thrown here. */
-async function ask(generator: ChildProcess, message: ToGenerator): Promise<CellResult | undefined> {
-  const reply = nextMessage(
-    generator,
-    (m): m is FromGenerator => typeof m === 'object' && m !== null,
-  );
-  generator.send(message);
-  const answer = await reply;
-  if (answer.type === 'error') throw new Error(`load generator: ${answer.message}`);
-  return answer.type === 'result' ? answer.result : undefined;
 }
 
 runBench(main, progress);

@@ -67,6 +67,9 @@ function envOverrides(env: Env): Record<string, unknown> {
     set(['embedded', 'shardCount'], num('SHARDGATE_EMBEDDED_SHARDS'));
   }
   if (env.SHARDGATE_POOL_MAX) set(['pool', 'max'], num('SHARDGATE_POOL_MAX'));
+  if (env.SHARDGATE_READ_BATCH_STATEMENTS) {
+    set(['pool', 'readBatchStatements'], num('SHARDGATE_READ_BATCH_STATEMENTS'));
+  }
   if (env.SHARDGATE_LOG_LEVEL) set(['logLevel'], env.SHARDGATE_LOG_LEVEL);
   if (env.SHARDGATE_AUTH_REQUIRED) {
     set(['auth', 'required'], bool('SHARDGATE_AUTH_REQUIRED', env.SHARDGATE_AUTH_REQUIRED));

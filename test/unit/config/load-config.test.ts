@@ -107,6 +107,20 @@ describe('loadConfig', () => {
     );
   });
 
+  it('reads SHARDGATE_READ_BATCH_STATEMENTS (0 turns point-read coalescing off)', () => {
+    expect(
+      loadConfig({ SHARDGATE_READ_BATCH_STATEMENTS: '0' }, emptyDir()).pool.readBatchStatements,
+    ).toBe(0);
+    expect(
+      loadConfig({ SHARDGATE_READ_BATCH_STATEMENTS: '4' }, emptyDir()).pool.readBatchStatements,
+    ).toBe(4);
+    // Unset: ShardPools uses a quarter of pool.max.
+    expect(loadConfig({}, emptyDir()).pool.readBatchStatements).toBeUndefined();
+    expect(() => loadConfig({ SHARDGATE_READ_BATCH_STATEMENTS: '-1' }, emptyDir())).toThrow(
+      /readBatchStatements/,
+    );
+  });
+
   it('refuses a SHARDGATE_AUTH_REQUIRED that is not a boolean', () => {
     expect(() => loadConfig({ SHARDGATE_AUTH_REQUIRED: 'maybe' }, emptyDir())).toThrow(
       /SHARDGATE_AUTH_REQUIRED must be true or false/,
