@@ -83,7 +83,9 @@ async function main(cleanup: Cleanup): Promise<void> {
       await ask(generator, {
         type: 'init',
         dataset: {
-          echoAddress: gateway.address, // unused: this run drives no echo cells
+          // Unused: this run drives no echo cells.
+          echoAddress: gateway.address,
+          echoNiceAddress: gateway.address,
           gatewayAddress: gateway.address,
           shardUrls: Object.fromEntries(cluster.shards.map((s) => [s.name, s.url])),
           poolMax: POOL_MAX,

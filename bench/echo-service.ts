@@ -1,4 +1,5 @@
 import type { ServiceDefinition } from '@grpc/grpc-js';
+import { AppointmentStatus, GetAppointmentResponse } from '../src/gen/shardgate/v1/appointment.js';
 
 const passThrough = (bytes: Buffer): Buffer => bytes;
 
@@ -17,3 +18,23 @@ export const echoService: ServiceDefinition = {
     responseDeserialize: passThrough,
   },
 };
+
+/**
+ * A realistic echo payload: the bytes of a GetAppointmentResponse, the same size as what
+ * GetAppointment returns, though the echo has no protobuf work to do on them.
+ */
+export function echoPayload(): Buffer {
+  const now = new Date();
+  const message = GetAppointmentResponse.encode({
+    appointment: {
+      id: '0b7f6c1e-8d1a-4d5e-9a63-2f4f1f0c9e21',
+      clientPhone: '+1 555 010 0042',
+      scheduledAt: now,
+      serviceType: 'furnace-repair',
+      status: AppointmentStatus.APPOINTMENT_STATUS_SCHEDULED,
+      createdAt: now,
+      updatedAt: now,
+    },
+  }).finish();
+  return Buffer.from(message);
+}

@@ -7,6 +7,9 @@
 export const OPS = [
   // (a) bare grpc-js unary echo: the ceiling of any gRPC gateway on this runtime
   'echo',
+  // (a) GetAppointment answered from memory: grpc-js with the protobuf codecs, then nice-grpc
+  'echo.protobuf',
+  'echo.nice-grpc',
   // (b) pg.Pool straight to the shard, with the gateway's own SQL text
   'pg.get',
   'pg.insert',
@@ -46,6 +49,8 @@ export interface BenchTenant {
 /** Everything the load generator needs to reach the three targets. */
 export interface Dataset {
   echoAddress: string;
+  /** The nice-grpc server of the echo process (GetAppointment from memory). */
+  echoNiceAddress: string;
   gatewayAddress: string;
   /** Shard name → connection URL (holds a password: never print it). */
   shardUrls: Record<string, string>;

@@ -63,6 +63,7 @@ async function setUp(options: BenchOptions, cleanup: Cleanup): Promise<Rig> {
     type: 'init',
     dataset: {
       echoAddress: `127.0.0.1:${echo.port}`,
+      echoNiceAddress: `127.0.0.1:${echo.nicePort}`,
       gatewayAddress: gateway.address,
       shardUrls: Object.fromEntries(cluster.shards.map((s) => [s.name, s.url])),
       poolMax: POOL_MAX,
@@ -106,8 +107,11 @@ async function measureAll(rig: Rig, options: BenchOptions): Promise<MeasuredCell
 /** One cell after its warm-up, with the CPU its server and the shards spent on the measured calls. */
 async function measureCell(rig: Rig, spec: CellSpec, warmupMs: number): Promise<MeasuredCell> {
   await ask(rig.generator, { type: 'cell', spec: { ...spec, durationMs: warmupMs } });
-  const serverPid =
-    spec.op === 'echo' ? rig.echoPid : isGatewayOp(spec.op) ? rig.gatewayPid : undefined;
+  const serverPid = spec.op.startsWith('echo')
+    ? rig.echoPid
+    : isGatewayOp(spec.op)
+      ? rig.gatewayPid
+      : undefined;
   const before = { server: cpuMsOf(serverPid), pg: treeCpuMs(rig.pgPids) };
   const result = await ask(rig.generator, { type: 'cell', spec });
   if (!result) throw new Error('the load generator answered a cell without a result');
@@ -117,7 +121,7 @@ async function measureCell(rig: Rig, spec: CellSpec, warmupMs: number): Promise<
       ? undefined
       : ((end - start) * 1000) / result.calls;
   const server = perCall(after.server, before.server);
-  const pg = spec.op === 'echo' ? undefined : perCall(after.pg, before.pg);
+  const pg = spec.op.startsWith('echo') ? undefined : perCall(after.pg, before.pg);
   return {
     ...result,
     ...(server === undefined ? {} : { serverCpuUsPerCall: server }),
@@ -190,16 +194,17 @@ async function main(cleanup: Cleanup): Promise<void> {
   console.log(`\nresults written to ${file}`);
 }
 
-/** Forks the echo server and waits for its port. */
+/** Forks the echo server process and waits for its two ports. */
 async function startEchoServer(
   cleanup: Cleanup,
-): Promise<{ port: number; pid: number | undefined }> {
+): Promise<{ port: number; nicePort: number; pid: number | undefined }> {
   const child = forkScript('echo-server.ts');
   cleanup.add('stop the echo server', () => stopChild(child, 3_000));
-  const isListening = (m: unknown): m is { type: 'listening'; port: number } =>
+  type Listening = { type: 'listening'; port: number; nicePort: number };
+  const isListening = (m: unknown): m is Listening =>
     (m as { type?: unknown }).type === 'listening';
-  const { port } = await nextMessage(child, isListening);
-  return { port, pid: child.pid };
+  const { port, nicePort } = await nextMessage(child, isListening);
+  return { port, nicePort, pid: child.pid };
 }
 
 runBench(main, progress);

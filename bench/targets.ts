@@ -9,7 +9,6 @@ import { createShardgateClient } from '../src/client/index.js';
 import {
   AppointmentServiceDefinition,
   AppointmentStatus,
-  GetAppointmentResponse,
 } from '../src/gen/shardgate/v1/appointment.js';
 import { HandoffServiceDefinition } from '../src/gen/shardgate/v1/handoff.js';
 import { StateServiceDefinition } from '../src/gen/shardgate/v1/state.js';
@@ -17,7 +16,7 @@ import type { Database } from '../src/pg/database.js';
 import { singleReadSql, type PointReadSpec } from '../src/pg/point-reads.js';
 import { appointments } from '../src/shards/appointments.js';
 import { quoteSchema } from '../src/shards/client-schema.js';
-import { echoService } from './echo-service.js';
+import { echoPayload, echoService } from './echo-service.js';
 import { unaryCaller } from './grpc-js-client.js';
 import type { BenchTenant, Dataset, OpName } from './protocol.js';
 
@@ -54,26 +53,6 @@ async function captureSql(
   return captured;
 }
 
-/**
- * A realistic echo payload: the bytes of a GetAppointmentResponse, the same size as what
- * GetAppointment returns, though the echo has no protobuf work to do on them.
- */
-function echoPayload(): Buffer {
-  const now = new Date();
-  const message = GetAppointmentResponse.encode({
-    appointment: {
-      id: '0b7f6c1e-8d1a-4d5e-9a63-2f4f1f0c9e21',
-      clientPhone: '+1 555 010 0042',
-      scheduledAt: now,
-      serviceType: 'furnace-repair',
-      status: AppointmentStatus.APPOINTMENT_STATUS_SCHEDULED,
-      createdAt: now,
-      updatedAt: now,
-    },
-  }).finish();
-  return Buffer.from(message);
-}
-
 /** Connects to the echo server, the shards (one pg.Pool each) and the gateway. */
 export async function createTargets(data: Dataset): Promise<Targets> {
   const EchoClient = makeGenericClientConstructor(echoService, 'Echo');
@@ -82,6 +61,16 @@ export async function createTargets(data: Dataset): Promise<Targets> {
     close(): void;
   };
   const payload = echoPayload();
+  // GetAppointment answered from memory, by grpc-js with protobuf codecs and by nice-grpc.
+  const echoGrpcJs = new Client(data.echoAddress, credentials.createInsecure());
+  const echoNice = new Client(data.echoNiceAddress, credentials.createInsecure());
+  const getFrom = (client: Client) =>
+    unaryCaller(
+      client,
+      AppointmentServiceDefinition,
+      AppointmentServiceDefinition.methods.getAppointment,
+    );
+  const fromMemory = { grpcJs: getFrom(echoGrpcJs), nice: getFrom(echoNice) };
 
   const pools = new Map<string, pg.Pool>();
   for (const [shard, url] of Object.entries(data.shardUrls)) {
@@ -129,6 +118,9 @@ export async function createTargets(data: Dataset): Promise<Targets> {
       new Promise((resolve, reject) =>
         echo.echo(payload, (err, res) => (err ? reject(err) : resolve(res))),
       ),
+    'echo.protobuf': (i) =>
+      fromMemory.grpcJs({ clientId: route(i).clientId, id: appointmentId(i) }),
+    'echo.nice-grpc': (i) => fromMemory.nice({ clientId: route(i).clientId, id: appointmentId(i) }),
     'pg.get': (i) => route(i).pool.query(route(i).get, [appointmentId(i)]),
     'pg.insert': (i) => route(i).pool.query(route(i).insert, insertValues(i)),
     'sg.GetAppointment': (i) =>
@@ -174,6 +166,8 @@ export async function createTargets(data: Dataset): Promise<Targets> {
     ops,
     async close() {
       echo.close();
+      echoGrpcJs.close();
+      echoNice.close();
       gateway.close();
       typed.close();
       await Promise.all([...pools.values()].map((p) => p.end()));
