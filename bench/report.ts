@@ -7,7 +7,7 @@ export interface MeasuredCell extends CellResult {
   serverCpuUsPerCall?: number;
   /** CPU µs per successful call of the shard PostgreSQL servers (postmasters and backends). */
   pgCpuUsPerCall?: number;
-  /** calls/s of this cell ÷ calls/s of the echo cell at the same concurrency (gateway ops). */
+  /** calls/s of this cell ÷ calls/s of the echo cell at the same concurrency (all but echo, pg). */
   ratioToEcho?: number;
   /** calls/s of this cell ÷ calls/s of its direct-pg twin at the same concurrency. */
   ratioToPg?: number;
@@ -22,7 +22,8 @@ export function withRatios(cells: readonly MeasuredCell[]): MeasuredCell[] {
   const find = (op: OpName, concurrency: number): MeasuredCell | undefined =>
     cells.find((c) => c.op === op && c.concurrency === concurrency && c.calls > 0);
   return cells.map((cell) => {
-    if (!isGatewayOp(cell.op)) return cell;
+    // The from-memory servers of (a) get a ratio to echo too: the floor of a typed server.
+    if (!isGatewayOp(cell.op) && !cell.op.startsWith('echo.')) return cell;
     const echo = find('echo', cell.concurrency);
     const twinOp = PG_TWIN[cell.op];
     const twin = twinOp && find(twinOp, cell.concurrency);
