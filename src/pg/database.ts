@@ -86,6 +86,18 @@ export class Database {
   }
 
   /**
+   * The row of the single-row table `<schema>.<table>` (`spec.singleRow`), or undefined; coalesced
+   * like readById.
+   */
+  readSingleRow<R extends pg.QueryResultRow>(
+    spec: PointReadSpec,
+    schema: string,
+    signal?: AbortSignal,
+  ): Promise<R | undefined> {
+    return this.#pointReads.read<R>(spec, schema, undefined, signal);
+  }
+
+  /**
    * Runs `fn` in BEGIN … COMMIT. Any error (including a cancelled call) rolls back; if the rollback
    * itself fails the connection is destroyed, so no pooled connection is ever left in a transaction.
    * Once `signal` fires, no further statement of `fn` starts.

@@ -1,12 +1,17 @@
 import type pg from 'pg';
 import { abortedBySignal } from './sql-errors.js';
 
-/** A table read by primary key `id` in many schemas: the same columns in each. */
+/**
+ * A table read one row at a time in many schemas, with the same columns in each: by primary key
+ * `id`, or (`singleRow`) a table that holds one row per schema, read without a key.
+ */
 export interface PointReadSpec {
   /** Unquoted table name, e.g. `appointments`. */
   readonly table: string;
   /** The select list, with aliases; must not produce a column named `__branch`. */
   readonly columns: string;
+  /** The table holds one row per schema (a client's state document): read it whole. */
+  readonly singleRow?: boolean;
 }
 
 /** How point reads on one database share statements (config `pool.readBatch*`). */
@@ -29,7 +34,8 @@ const UUID_TEXT = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}
 
 interface Waiter<R> {
   readonly schema: string;
-  readonly id: string;
+  /** The key read; undefined for a single-row table. */
+  readonly id: string | undefined;
   readonly signal: AbortSignal | undefined;
   resolve(row: R | undefined): void;
   reject(err: unknown): void;
@@ -55,7 +61,8 @@ interface Lane<R> {
 /**
  * Coalesces point reads of one database: reads that arrive in the same event-loop turn, or while
  * `statements` statements of the same table are already running, are answered by one statement
- * (a UNION ALL over the schemas involved, `id = ANY(...)` per schema). Under load that replaces n
+ * (a UNION ALL over the schemas involved, `id = ANY(...)` per schema, or the whole single-row
+ * table). Under load that replaces n
  * round trips, parses and plans by one, on the gateway and on PostgreSQL alike; a lone read still
  * goes out in the turn it arrived, as its own single-row statement.
  *
@@ -74,17 +81,23 @@ export class PointReads {
     this.#run = run;
   }
 
-  /** The row of `<schema>.<table>` whose id is `id` (lower-case UUID text), or undefined. */
+  /**
+   * The row of `<schema>.<table>` whose id is `id` (lower-case UUID text), or of a single-row
+   * table (`id` undefined); undefined when there is none.
+   */
   read<R extends pg.QueryResultRow>(
     spec: PointReadSpec,
     schema: string,
-    id: string,
+    id: string | undefined,
     signal: AbortSignal | undefined,
   ): Promise<R | undefined> {
     if (signal?.aborted) return Promise.reject(abortedBySignal(signal));
+    if ((id === undefined) !== (spec.singleRow === true)) {
+      return Promise.reject(new TypeError(`${spec.table}: read by id exactly when not singleRow`));
+    }
     // Only lower-case UUID text goes into a shared statement's array literal; anything else (which
     // callers should never pass) goes alone, so it fails exactly as it would alone.
-    if (this.#limits.statements === 0 || !UUID_TEXT.test(id)) {
+    if (this.#limits.statements === 0 || (id !== undefined && !UUID_TEXT.test(id))) {
       return this.#single<R>(spec, schema, id, signal);
     }
     let lane = this.#lanes.get(spec) as Lane<R> | undefined;
@@ -165,9 +178,9 @@ export class PointReads {
       );
       for (const row of rows) {
         const { __branch, ...record } = row;
-        // Several reads in a batch may ask for the same id (a retry, two pollers): each gets it.
+        // Several reads in a batch may ask for the same row (a retry, two pollers): each gets it.
         for (const w of branches[__branch]!) {
-          if (w.id === record['id']) settle(w, record as unknown as R);
+          if (w.id === undefined || w.id === record['id']) settle(w, record as unknown as R);
         }
       }
       for (const w of batch) settle(w, undefined);
@@ -189,17 +202,22 @@ export class PointReads {
   async #single<R extends pg.QueryResultRow>(
     spec: PointReadSpec,
     schema: string,
-    id: string,
+    id: string | undefined,
     signal: AbortSignal | undefined,
   ): Promise<R | undefined> {
-    const res = await this.#run<R>(singleReadSql(spec, schema), [id], signal);
+    const res = await this.#run<R>(
+      singleReadSql(spec, schema),
+      id === undefined ? [] : [id],
+      signal,
+    );
     return res.rows[0];
   }
 }
 
-/** The statement of a read that goes out alone (bound parameter: the id). */
+/** The statement of a read that goes out alone (bound parameter: the id, if any). */
 export function singleReadSql(spec: PointReadSpec, schema: string): string {
-  return `SELECT ${spec.columns} FROM ${schema}.${spec.table} WHERE id = $1`;
+  const from = `SELECT ${spec.columns} FROM ${schema}.${spec.table}`;
+  return spec.singleRow ? from : `${from} WHERE id = $1`;
 }
 
 /** Up to `max` reads from the front of the queue that are still waiting. */
@@ -229,12 +247,15 @@ function batchStatement<R>(
   const parts: string[] = [];
   const values: unknown[] = [];
   branches.forEach((group, b) => {
+    const from = `SELECT ${b} AS __branch, ${spec.columns} FROM ${group[0]!.schema}.${spec.table}`;
+    if (spec.singleRow) {
+      parts.push(from);
+      return;
+    }
     // An array literal built here (read() lets only UUID text in: no commas, quotes or braces);
     // the driver would otherwise escape each element.
     values.push(`{${group.map((w) => w.id).join(',')}}`);
-    parts.push(
-      `SELECT ${b} AS __branch, ${spec.columns} FROM ${group[0]!.schema}.${spec.table} WHERE id = ANY($${b + 1}::uuid[])`,
-    );
+    parts.push(`${from} WHERE id = ANY($${b + 1}::uuid[])`);
   });
   return { text: parts.join(' UNION ALL '), values, branches };
 }

@@ -1,5 +1,6 @@
 import { ShardgateError, versionConflict } from '../core/errors.js';
 import type { Database } from '../pg/database.js';
+import type { PointReadSpec } from '../pg/point-reads.js';
 
 /** A client's state document and its version. */
 export interface StateRecord {
@@ -19,15 +20,18 @@ const MAX_PATCH_ATTEMPTS = 20;
 
 const RETURNING = `RETURNING document, version, updated_at AS "updatedAt"`;
 
+/** The state table holds one row per client schema. */
+const STATE_ROW: PointReadSpec = {
+  table: 'state',
+  columns: `document, version, updated_at AS "updatedAt"`,
+  singleRow: true,
+};
+
 /** Typed queries on `<schema>.state`; `schema` is always the quoted identifier. */
 export const state = {
+  /** The document; concurrent reads on the same shard share statements (Database.readSingleRow). */
   async get(db: Database, schema: string, signal?: AbortSignal): Promise<StateRecord> {
-    const res = await db.query<StateRow>(
-      `SELECT document, version, updated_at AS "updatedAt" FROM ${schema}.state`,
-      [],
-      signal,
-    );
-    return toRecord(res.rows[0]);
+    return toRecord(await db.readSingleRow<StateRow>(STATE_ROW, schema, signal));
   },
 
   /**
