@@ -1,14 +1,18 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { configSchema } from '../../src/core/config.js';
-import { Database } from '../../src/pg/database.js';
+import type { Database } from '../../src/pg/database.js';
 import {
-  PointReads,
   singleReadSql,
   type PointReadLimits,
   type PointReadSpec,
 } from '../../src/pg/point-reads.js';
 import { createTestTopology, freshClientId, startTestGateway, withPg } from '../support/harness.js';
+import {
+  countedReads,
+  pointReadsDatabase,
+  watchSharedStatements,
+} from '../support/point-reads-rig.js';
 
 /** A single-row table per schema, read whole: the shape of a client's state document. */
 type Row = { label: string };
@@ -29,11 +33,6 @@ const rowOf = (schema: string): Row | undefined => {
   return label === undefined ? undefined : { label };
 };
 
-interface Sent {
-  text: string;
-  values: unknown[];
-}
-
 describe('PointReads of single-row tables on a real database', () => {
   let db: Database;
   const poolErrors: Error[] = [];
@@ -49,30 +48,14 @@ describe('PointReads of single-row tables on a real database', () => {
         if (label !== undefined) await c.query(`INSERT INTO ${s}.state VALUES ($1)`, [label]);
       }
     });
-    db = new Database({
-      url,
-      label: "shard 'sr'",
-      max: 4,
-      idleTimeoutMs: 10_000,
-      connectionTimeoutMs: 3_000,
-      statementTimeoutMs: 20_000,
-      maxLifetimeSeconds: 0,
-      onError: (err) => poolErrors.push(err),
-    });
+    db = pointReadsDatabase(url, "shard 'sr'", poolErrors);
   });
   afterAll(async () => {
     await db?.close();
     expect(poolErrors).toEqual([]);
   });
 
-  function counted(limits: PointReadLimits): { reads: PointReads; sent: Sent[] } {
-    const sent: Sent[] = [];
-    const reads = new PointReads(limits, (text, values, signal) => {
-      sent.push({ text, values });
-      return db.query(text, values, signal);
-    });
-    return { reads, sent };
-  }
+  const counted = (limits: PointReadLimits) => countedReads(db, limits);
 
   const SCHEMAS = [A, B, C, A, EMPTY, B, C, A, EMPTY];
 
@@ -125,13 +108,7 @@ describe('GetState with coalesced reads (end to end)', () => {
     const gw = await startTestGateway(topology, {
       pool: { ...configSchema.parse({}).pool, readBatchStatements: 1 },
     });
-    // Sees (not changes) what the gateway's pools send, to show the calls really shared statements.
-    const shared: string[] = [];
-    const query = Database.prototype.query;
-    Database.prototype.query = function (this: Database, text: string, ...rest: unknown[]) {
-      if (text.includes('__branch')) shared.push(text);
-      return query.call(this, text, ...(rest as [unknown[], AbortSignal]));
-    } as typeof query;
+    const { shared, restore } = watchSharedStatements();
     try {
       const clients = [freshClientId('sr-one'), freshClientId('sr-two')];
       for (const clientId of clients) {
@@ -148,7 +125,7 @@ describe('GetState with coalesced reads (end to end)', () => {
         true,
       );
     } finally {
-      Database.prototype.query = query;
+      restore();
       await gw.close();
     }
   });

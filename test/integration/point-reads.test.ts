@@ -5,13 +5,18 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { configSchema } from '../../src/core/config.js';
 import { ShardgateError } from '../../src/core/errors.js';
 import type { Appointment } from '../../src/gen/shardgate/v1/appointment.js';
-import { Database } from '../../src/pg/database.js';
+import type { Database } from '../../src/pg/database.js';
 import {
-  PointReads,
   singleReadSql,
   type PointReadLimits,
   type PointReadSpec,
 } from '../../src/pg/point-reads.js';
+import {
+  countedReads,
+  pointReadsDatabase,
+  watchSharedStatements,
+  type SentStatement as Sent,
+} from '../support/point-reads-rig.js';
 import {
   adminUrlOf,
   createTestTopology,
@@ -53,11 +58,6 @@ const ROWS = new Map<string, Row[]>([
 const rowOf = (schema: string, id: string): Row | undefined =>
   ROWS.get(schema)?.find((r) => r.id === id);
 
-/** A coalesced statement as the PointReads sent it to the database. */
-interface Sent {
-  text: string;
-  values: unknown[];
-}
 /** The ids a sent statement carries: per branch an array or a `{…}` array literal, or the lone id. */
 const idsOf = (s: Sent): unknown[] =>
   s.values.flatMap((v) =>
@@ -96,31 +96,14 @@ describe('PointReads on a real database', () => {
       }
       await c.query(`DROP TABLE ${DROPPED}.appointments`);
     });
-    db = new Database({
-      url,
-      label: "shard 'pr'",
-      max: 4,
-      idleTimeoutMs: 10_000,
-      connectionTimeoutMs: 3_000,
-      statementTimeoutMs: 20_000,
-      maxLifetimeSeconds: 0,
-      onError: (err) => poolErrors.push(err),
-    });
+    db = pointReadsDatabase(url, "shard 'pr'", poolErrors);
   });
   afterAll(async () => {
     await db?.close();
     expect(poolErrors).toEqual([]);
   });
 
-  /** A PointReads over the test database that records every statement it sends. */
-  function counted(limits: PointReadLimits): { reads: PointReads; sent: Sent[] } {
-    const sent: Sent[] = [];
-    const reads = new PointReads(limits, (text, values, signal) => {
-      sent.push({ text, values });
-      return db.query(text, values, signal);
-    });
-    return { reads, sent };
-  }
+  const counted = (limits: PointReadLimits) => countedReads(db, limits);
 
   /** 20 reads over A, B, C: own ids, the shared id, absent ids, ids of other schemas. */
   const MIXED: [string, string][] = [A, B, C]
@@ -330,13 +313,7 @@ describe('GetAppointment with coalesced point reads (end to end)', () => {
     const gw = await startTestGateway(await createTestTopology(1), {
       pool: { ...configSchema.parse({}).pool, readBatchStatements: 1 },
     });
-    // Sees (not changes) what the gateway's pools send, to show the calls really shared statements.
-    const shared: string[] = [];
-    const query = Database.prototype.query;
-    Database.prototype.query = function (this: Database, text: string, ...rest: unknown[]) {
-      if (text.includes('__branch')) shared.push(text);
-      return query.call(this, text, ...(rest as [unknown[], AbortSignal]));
-    } as typeof query;
+    const { shared, restore } = watchSharedStatements();
     try {
       const [own, other] = [freshClientId('pra'), freshClientId('prb')];
       const made: { owner: string; stranger: string; a: Appointment }[] = [];
@@ -378,7 +355,7 @@ describe('GetAppointment with coalesced point reads (end to end)', () => {
       await Promise.all(calls);
       expect(shared.some((text) => text.includes(' UNION ALL '))).toBe(true);
     } finally {
-      Database.prototype.query = query;
+      restore();
       await gw.close();
     }
   });
