@@ -1,6 +1,7 @@
-// `npm run bench:batch`: rows per second through unary CreateAppointment / AppendHandoff against
-// BatchCreateAppointments / BatchAppendHandoffs, side by side in one run, against a gateway child
-// process on embedded PostgreSQL. Prints figures; asserts nothing. `--quick` for a short run.
+// `npm run bench:batch`: rows per second through unary CreateAppointment / AppendHandoff /
+// GetAppointment against BatchCreateAppointments / BatchAppendHandoffs / BatchGetAppointments,
+// side by side in one run, against a gateway child process on embedded PostgreSQL. Prints
+// figures; asserts nothing. `--quick` for a short run.
 import { createShardgateClient, type ShardgateClient } from '../src/client/index.js';
 import { AppointmentStatus, type Appointment } from '../src/gen/shardgate/v1/appointment.js';
 import type { Handoff } from '../src/gen/shardgate/v1/handoff.js';
@@ -64,6 +65,20 @@ async function main(cleanup: Cleanup): Promise<void> {
   const batchOf = <T>(make: (i: number) => T, i: number): T[] =>
     Array.from({ length: BATCH }, (_, k) => make(i * BATCH + k));
 
+  // Appointments to read back: 200 per client, made before any cell.
+  const stored = new Map<string, string[]>();
+  for (const clientId of clientIds) {
+    const made = await sg.appointments.batchCreateAppointments({
+      clientId,
+      appointments: Array.from({ length: 200 }, (_, i) => appointment(i)),
+    });
+    stored.set(
+      clientId,
+      made.appointments.map((a) => a.id),
+    );
+  }
+  const idsOf = (i: number): string[] => stored.get(pick(i))!;
+
   const rows: [string, number][] = [];
   for (const concurrency of [8, 32]) {
     progress(`unary vs batch at ${concurrency} in flight…`);
@@ -93,6 +108,22 @@ async function main(cleanup: Cleanup): Promise<void> {
       await rowsPerSecond(concurrency, BATCH, (i) =>
         sg.handoffs.batchAppendHandoffs({ clientId: pick(i), handoffs: batchOf(handoff, i) }),
       ),
+    ]);
+    rows.push([
+      `GetAppointment × 1, conc ${concurrency}`,
+      await rowsPerSecond(concurrency, 1, (i) =>
+        sg.appointments.getAppointment({ clientId: pick(i), id: idsOf(i)[i % 200]! }),
+      ),
+    ]);
+    rows.push([
+      `BatchGetAppointments × ${BATCH}, conc ${concurrency}`,
+      await rowsPerSecond(concurrency, BATCH, (i) => {
+        const start = (i * BATCH) % 200;
+        return sg.appointments.batchGetAppointments({
+          clientId: pick(i),
+          ids: [...idsOf(i), ...idsOf(i)].slice(start, start + BATCH),
+        });
+      }),
     ]);
   }
 

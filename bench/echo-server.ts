@@ -65,6 +65,7 @@ const niceImplementation: AppointmentServiceImplementation = {
   updateAppointment: unimplemented,
   cancelAppointment: unimplemented,
   batchCreateAppointments: unimplemented,
+  batchGetAppointments: unimplemented,
 };
 nice.add(AppointmentServiceDefinition, niceImplementation);
 

@@ -58,6 +58,19 @@ export function createAppointmentService(ctx: GatewayContext): AppointmentServic
       });
     },
 
+    async batchGetAppointments(req, { signal }) {
+      v.batchSize(req.ids.length, 'ids');
+      const ids = req.ids.map((id, i) => v.uuid(id, `ids[${i}]`));
+      return withClient(ctx, req.clientId, signal, 'read', async (scope) => {
+        const distinct = [...new Set(ids)];
+        const rows = await appointments.getMany(scope.db, scope.schema, distinct, signal);
+        const byId = new Map(rows.map((row) => [row.id, row]));
+        const missing = distinct.filter((id) => !byId.has(id));
+        if (missing.length > 0) throw appointmentsNotFound(req.clientId, missing);
+        return { appointments: ids.map((id) => appointmentToProto(byId.get(id)!)) };
+      });
+    },
+
     async listAppointments(req, { signal }) {
       const limit = v.pageSize(req.pageSize);
       const scheduledAfter = v.optionalTimestamp(req.scheduledAfter, 'scheduled_after');
@@ -131,6 +144,18 @@ function newAppointment(a: Appointment, field: string): AppointmentFields {
 
 function appointmentNotFound(clientId: string, id: string): ShardgateError {
   return notFound(`client '${clientId}' has no appointment ${id}`);
+}
+
+/** Ids named in a BatchGetAppointments NOT_FOUND message, at most; the count says the rest. */
+const MISSING_IDS_SHOWN = 5;
+
+function appointmentsNotFound(clientId: string, missing: readonly string[]): ShardgateError {
+  const shown = missing.slice(0, MISSING_IDS_SHOWN).join(', ');
+  const more =
+    missing.length > MISSING_IDS_SHOWN ? ` and ${missing.length - MISSING_IDS_SHOWN} more` : '';
+  return notFound(
+    `client '${clientId}' has no appointment ${shown}${more}; BatchGetAppointments returns all or none`,
+  );
 }
 
 /**

@@ -41,6 +41,7 @@ export const methodPolicy: Readonly<Record<string, Access>> = Object.freeze({
   [`${A}UpdateAppointment`]: 'own-client',
   [`${A}CancelAppointment`]: 'own-client',
   [`${A}BatchCreateAppointments`]: 'own-client',
+  [`${A}BatchGetAppointments`]: 'own-client',
 
   [`${H}AppendHandoff`]: 'own-client',
   [`${H}ListHandoffs`]: 'own-client',

@@ -37,7 +37,7 @@ export const DEFAULT_RETRY = { maxAttempts: 3, baseDelayMs: 100, maxDelayMs: 2_0
 /** setTimeout fires at once for longer delays, which would turn a long deadline into none at all. */
 const MAX_TIMER_MS = 2_147_483_647;
 
-/** Leading verbs of the methods that only read; these are retried. */
+/** Leading verbs of the methods that only read, after an AIP-231 `Batch` prefix; these are retried. */
 export const READ_VERBS = ['Get', 'List', 'Locate'] as const;
 
 /**
@@ -108,10 +108,11 @@ export interface ShardgateClient {
 
 /**
  * True for a method that only reads, judged by its leading verb (`GetState`, `ListTenants`,
- * `Locate`). An unknown verb counts as a write, so a new method is never retried by accident.
+ * `Locate`, `BatchGetAppointments`). An unknown verb counts as a write, so a new method is never
+ * retried by accident.
  */
 export function isReadMethod(methodName: string): boolean {
-  const verb = /^[A-Z][a-z]*/.exec(methodName)?.[0];
+  const verb = /^(?:Batch)?([A-Z][a-z]*)/.exec(methodName)?.[1];
   return verb !== undefined && (READ_VERBS as readonly string[]).includes(verb);
 }
 

@@ -113,6 +113,24 @@ export const appointments = {
     return db.readById<AppointmentRecord>(BY_ID, schema, id, signal);
   },
 
+  /**
+   * The appointments among `ids` (distinct lower-case UUIDs) that exist, in no particular order:
+   * one statement whatever the count.
+   */
+  async getMany(
+    db: Database,
+    schema: string,
+    ids: readonly string[],
+    signal?: AbortSignal,
+  ): Promise<AppointmentRecord[]> {
+    const res = await db.query<AppointmentRecord>(
+      `SELECT ${COLUMNS} FROM ${schema}.appointments WHERE id = ANY($1::uuid[])`,
+      [ids],
+      signal,
+    );
+    return res.rows;
+  },
+
   async list(
     db: Database,
     schema: string,

@@ -92,6 +92,68 @@ describe('Batch* RPCs', () => {
     ).toBe(Status.NOT_FOUND);
   });
 
+  describe('BatchGetAppointments', () => {
+    it('returns every requested appointment in request order, repeats answered in place', async () => {
+      const clientId = await newClient();
+      const { appointments: made } = await gw.client.appointments.batchCreateAppointments({
+        clientId,
+        appointments: Array.from({ length: 300 }, (_, i) => appointment(i)),
+      });
+      const ids = [...made.map((a) => a.id)].reverse();
+      ids.splice(5, 0, ids[0]!, ids[0]!); // the same id three times
+      ids.push(made[42]!.id.toUpperCase()); // a UUID in capitals names the same appointment
+      const { appointments } = await gw.client.appointments.batchGetAppointments({ clientId, ids });
+      const byId = new Map(made.map((a) => [a.id, a]));
+      expect(appointments).toEqual(ids.map((id) => byId.get(id.toLowerCase())));
+      expect(appointments).toHaveLength(303);
+    });
+
+    it('is all or none: missing ids or another client’s ids fail NOT_FOUND, naming them', async () => {
+      const [clientId, other] = [await newClient(), await newClient()];
+      const own = (
+        await gw.client.appointments.batchCreateAppointments({
+          clientId,
+          appointments: [appointment(1), appointment(2)],
+        })
+      ).appointments.map((a) => a.id);
+      const theirs = (
+        await gw.client.appointments.createAppointment({
+          clientId: other,
+          appointment: appointment(3),
+        })
+      ).appointment!.id;
+      const err = await errorOf(
+        gw.client.appointments.batchGetAppointments({ clientId, ids: [own[0]!, theirs, own[1]!] }),
+      );
+      expect(err.code).toBe(Status.NOT_FOUND);
+      expect(err.details).toContain(theirs);
+      expect(err.details).not.toContain(own[0]!);
+      // Many missing ids: five are named, the rest counted, so the message stays short.
+      const missing = Array.from({ length: 40 }, () => crypto.randomUUID());
+      const many = await errorOf(
+        gw.client.appointments.batchGetAppointments({ clientId, ids: missing }),
+      );
+      expect(many.code).toBe(Status.NOT_FOUND);
+      expect(many.details).toContain(`${missing[4]} and 35 more`);
+      expect(many.details).not.toContain(missing[5]!);
+    });
+
+    it('refuses an empty list, more than 1000 ids, a malformed id (naming it) and an unknown client', async () => {
+      const clientId = await newClient();
+      const get = (ids: string[], id = clientId) =>
+        gw.client.appointments.batchGetAppointments({ clientId: id, ids });
+      expect(await statusOf(get([]))).toBe(Status.INVALID_ARGUMENT);
+      const tooMany = Array.from({ length: 1001 }, () => crypto.randomUUID());
+      expect(await statusOf(get(tooMany))).toBe(Status.INVALID_ARGUMENT);
+      const bad = await errorOf(get([crypto.randomUUID(), 'not-a-uuid']));
+      expect(bad.code).toBe(Status.INVALID_ARGUMENT);
+      expect(bad.details).toContain('ids[1]');
+      expect(await statusOf(get([crypto.randomUUID()], freshClientId('ghost')))).toBe(
+        Status.NOT_FOUND,
+      );
+    });
+  });
+
   it('appends handoffs in one call; each reaches a watcher, in order', async () => {
     const clientId = await newClient();
     const watch = await startWatch(gw.client.handoffs, { clientId, toAgent: 'dispatch' });

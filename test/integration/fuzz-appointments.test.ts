@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import fc from 'fast-check';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -6,6 +7,7 @@ import {
   AppointmentStatus,
   type Appointment,
   type BatchCreateAppointmentsRequest,
+  type BatchGetAppointmentsRequest,
   type CreateAppointmentRequest,
   type GetAppointmentRequest,
   type ListAppointmentsRequest,
@@ -249,6 +251,43 @@ describe('fuzzing AppointmentService', { timeout: 90_000 }, () => {
       call: (r) => world.gw.client.appointments.getAppointment(r),
       onOk: (r, res) =>
         expect((res as { appointment?: Appointment }).appointment?.id).toBe(r.id.toLowerCase()),
+    });
+  });
+
+  it('BatchGetAppointments: lists of this client’s, other, random and hostile ids, all or none', async () => {
+    const ids = (a: fc.Arbitrary<string>): fc.Arbitrary<string[]> =>
+      fc.array(a, { minLength: 1, maxLength: 5 });
+    await fuzz(world, {
+      name: 'BatchGetAppointments',
+      arb: requestArb<BatchGetAppointmentsRequest>(
+        { clientId: clientId(), ids: ids(appointmentId()) },
+        {
+          clientId: hostileClientId,
+          ids: fc.oneof(
+            ids(fc.oneof(appointmentId(), uuidArb())),
+            fc.constant<string[]>([]),
+            fc.constantFrom(1000, 1001).map((n) => Array<string>(n).fill(randomUUID())),
+          ),
+        },
+      ),
+      expected: async (r) => {
+        const bad =
+          r.ids.length === 0 || r.ids.length > 1000
+            ? ['ids']
+            : r.ids.flatMap((id, i) => (isUuid(onTheWire(id)) ? [] : [`ids[${i}]`]));
+        if (!isClientId(r.clientId)) bad.push('client_id');
+        if (bad.length > 0) return invalid(bad);
+        const tenant = tenantOutcome(r.clientId);
+        if (tenant) return tenant;
+        const found = await Promise.all(r.ids.map((id) => storedStatus(id.toLowerCase())));
+        return found.every(Boolean) ? OK : notFound;
+      },
+      call: (r) => world.gw.client.appointments.batchGetAppointments(r),
+      onOk: (r, res) =>
+        expect((res as { appointments: Appointment[] }).appointments.map((a) => a.id)).toEqual(
+          r.ids.map((id) => id.toLowerCase()),
+        ),
+      numRuns: 60,
     });
   });
 

@@ -113,6 +113,9 @@ export function methodCases(f: MethodFixtures): MethodCase[] {
     c(`${A}BatchCreateAppointments`, 'client', Status.OK, (k, id) =>
       k.appointments.batchCreateAppointments({ clientId: id, appointments: [appointment()] }),
     ),
+    c(`${A}BatchGetAppointments`, 'client', Status.NOT_FOUND, (k, id) =>
+      k.appointments.batchGetAppointments({ clientId: id, ids: [randomUUID()] }),
+    ),
 
     c(`${H}AppendHandoff`, 'client', Status.OK, (k, id) =>
       k.handoffs.appendHandoff({ clientId: id, handoff: handoff() }),

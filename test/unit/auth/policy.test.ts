@@ -79,7 +79,7 @@ describe('method policy', () => {
 
   it('gives every own-client method a unary request with a client_id field to compare', () => {
     const ownClient = servedMethods().filter((m) => accessOf(m.path) === 'own-client');
-    expect(ownClient).toHaveLength(15);
+    expect(ownClient).toHaveLength(16);
     for (const { path, method } of ownClient) {
       expect({ path, requestStream: method.requestStream }).toEqual({ path, requestStream: false });
       expect({

@@ -277,7 +277,7 @@ describe('createShardgateClient retry', () => {
     expect(requestIdsSeen[4]).toBe(own);
   });
 
-  it('retries exactly the unary Get*, List* and Locate methods and the keyed creates of the contract', () => {
+  it('retries exactly the unary Get*, List*, Locate and BatchGet* methods and the keyed creates of the contract', () => {
     const definitions = [
       TenantServiceDefinition,
       AppointmentServiceDefinition,
@@ -297,6 +297,7 @@ describe('createShardgateClient retry', () => {
       'GetAppointment',
       'ListAppointments',
       'BatchCreateAppointments',
+      'BatchGetAppointments',
       'AppendHandoff',
       'ListHandoffs',
       'GetLatestHandoff',

@@ -219,6 +219,20 @@ export interface BatchCreateAppointmentsResponse {
   appointments: Appointment[];
 }
 
+/** Request for BatchGetAppointments. */
+export interface BatchGetAppointmentsRequest {
+  /** The client that owns the appointments. */
+  clientId: string;
+  /** The ids to read (1 to 1000 UUIDs; repeats are allowed and answered in place). */
+  ids: string[];
+}
+
+/** Response of BatchGetAppointments. */
+export interface BatchGetAppointmentsResponse {
+  /** The appointments, one per requested id, in request order. */
+  appointments: Appointment[];
+}
+
 function createBaseAppointment(): Appointment {
   return {
     id: "",
@@ -1553,6 +1567,166 @@ export const BatchCreateAppointmentsResponse: MessageFns<BatchCreateAppointments
   },
 };
 
+function createBaseBatchGetAppointmentsRequest(): BatchGetAppointmentsRequest {
+  return { clientId: "", ids: [] };
+}
+
+export const BatchGetAppointmentsRequest: MessageFns<BatchGetAppointmentsRequest> = {
+  encode(message: BatchGetAppointmentsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.clientId !== "") {
+      writer.uint32(10).string(message.clientId);
+    }
+    for (const v of message.ids) {
+      writer.uint32(18).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): BatchGetAppointmentsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseBatchGetAppointmentsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.clientId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.ids.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): BatchGetAppointmentsRequest {
+    return {
+      clientId: isSet(object.clientId)
+        ? globalThis.String(object.clientId)
+        : isSet(object.client_id)
+        ? globalThis.String(object.client_id)
+        : "",
+      ids: globalThis.Array.isArray(object?.ids) ? object.ids.map((e: any) => globalThis.String(e)) : [],
+    };
+  },
+
+  toJSON(message: BatchGetAppointmentsRequest): unknown {
+    const obj: any = {};
+    if (message.clientId !== "") {
+      obj.clientId = message.clientId;
+    }
+    if (message.ids?.length) {
+      obj.ids = message.ids;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<BatchGetAppointmentsRequest>): BatchGetAppointmentsRequest {
+    return BatchGetAppointmentsRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<BatchGetAppointmentsRequest>): BatchGetAppointmentsRequest {
+    const message = createBaseBatchGetAppointmentsRequest();
+    message.clientId = object.clientId ?? "";
+    message.ids = object.ids?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseBatchGetAppointmentsResponse(): BatchGetAppointmentsResponse {
+  return { appointments: [] };
+}
+
+export const BatchGetAppointmentsResponse: MessageFns<BatchGetAppointmentsResponse> = {
+  encode(message: BatchGetAppointmentsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.appointments) {
+      Appointment.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): BatchGetAppointmentsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseBatchGetAppointmentsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.appointments.push(Appointment.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): BatchGetAppointmentsResponse {
+    return {
+      appointments: globalThis.Array.isArray(object?.appointments)
+        ? object.appointments.map((e: any) => Appointment.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: BatchGetAppointmentsResponse): unknown {
+    const obj: any = {};
+    if (message.appointments?.length) {
+      obj.appointments = message.appointments.map((e) => Appointment.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<BatchGetAppointmentsResponse>): BatchGetAppointmentsResponse {
+    return BatchGetAppointmentsResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<BatchGetAppointmentsResponse>): BatchGetAppointmentsResponse {
+    const message = createBaseBatchGetAppointmentsResponse();
+    message.appointments = object.appointments?.map((e) => Appointment.fromPartial(e)) || [];
+    return message;
+  },
+};
+
 /** AppointmentService stores a client's appointments in that client's own schema. */
 export type AppointmentServiceDefinition = typeof AppointmentServiceDefinition;
 export const AppointmentServiceDefinition = {
@@ -1616,6 +1790,19 @@ export const AppointmentServiceDefinition = {
       responseStream: false,
       options: {},
     },
+    /**
+     * Returns up to 1000 appointments by id in one call and one statement (AIP-231), in request
+     * order. NOT_FOUND, naming the missing ids, when the client has no appointment with one of them:
+     * the call returns all or none.
+     */
+    batchGetAppointments: {
+      name: "BatchGetAppointments",
+      requestType: BatchGetAppointmentsRequest as typeof BatchGetAppointmentsRequest,
+      requestStream: false,
+      responseType: BatchGetAppointmentsResponse as typeof BatchGetAppointmentsResponse,
+      responseStream: false,
+      options: {},
+    },
   },
 } as const;
 
@@ -1653,6 +1840,15 @@ export interface AppointmentServiceImplementation<CallContextExt = {}> {
     request: BatchCreateAppointmentsRequest,
     context: CallContext & CallContextExt,
   ): Promise<DeepPartial<BatchCreateAppointmentsResponse>>;
+  /**
+   * Returns up to 1000 appointments by id in one call and one statement (AIP-231), in request
+   * order. NOT_FOUND, naming the missing ids, when the client has no appointment with one of them:
+   * the call returns all or none.
+   */
+  batchGetAppointments(
+    request: BatchGetAppointmentsRequest,
+    context: CallContext & CallContextExt,
+  ): Promise<DeepPartial<BatchGetAppointmentsResponse>>;
 }
 
 export interface AppointmentServiceClient<CallOptionsExt = {}> {
@@ -1689,6 +1885,15 @@ export interface AppointmentServiceClient<CallOptionsExt = {}> {
     request: DeepPartial<BatchCreateAppointmentsRequest>,
     options?: CallOptions & CallOptionsExt,
   ): Promise<BatchCreateAppointmentsResponse>;
+  /**
+   * Returns up to 1000 appointments by id in one call and one statement (AIP-231), in request
+   * order. NOT_FOUND, naming the missing ids, when the client has no appointment with one of them:
+   * the call returns all or none.
+   */
+  batchGetAppointments(
+    request: DeepPartial<BatchGetAppointmentsRequest>,
+    options?: CallOptions & CallOptionsExt,
+  ): Promise<BatchGetAppointmentsResponse>;
 }
 
 type Builtin = Date | Function | Uint8Array | string | number | boolean | undefined;
