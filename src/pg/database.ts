@@ -203,11 +203,12 @@ export class Database {
   }
 
   /** Pool counters, for metrics and tests. */
-  stats(): { total: number; idle: number; waiting: number } {
+  stats(): { total: number; idle: number; waiting: number; pointReads: number } {
     return {
       total: this.#pool.totalCount,
       idle: this.#pool.idleCount,
       waiting: this.#pool.waitingCount,
+      pointReads: this.#pointReads.pending,
     };
   }
 

@@ -75,10 +75,16 @@ export class PointReads {
   readonly #lanes = new Map<PointReadSpec, Lane<pg.QueryResultRow>>();
   readonly #limits: PointReadLimits;
   readonly #run: RunStatement;
+  #pending = 0;
 
   constructor(limits: PointReadLimits, run: RunStatement) {
     this.#limits = limits;
     this.#run = run;
+  }
+
+  /** Coalesced reads not answered yet, waiting or in a running statement (metrics, tests). */
+  get pending(): number {
+    return this.#pending;
   }
 
   /**
@@ -107,12 +113,19 @@ export class PointReads {
     }
     const ready = lane;
     return new Promise<R | undefined>((resolve, reject) => {
+      this.#pending++;
       const waiter: Waiter<R> = {
         schema,
         id,
         signal,
-        resolve,
-        reject,
+        resolve: (row) => {
+          this.#pending--;
+          resolve(row);
+        },
+        reject: (err) => {
+          this.#pending--;
+          reject(err);
+        },
         onAbort: undefined,
         done: false,
         batch: undefined,

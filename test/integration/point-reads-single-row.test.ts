@@ -1,15 +1,23 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { configSchema } from '../../src/core/config.js';
+import { parseClientId, schemaNameFor } from '../../src/core/ids.js';
 import type { Database } from '../../src/pg/database.js';
 import {
   singleReadSql,
   type PointReadLimits,
   type PointReadSpec,
 } from '../../src/pg/point-reads.js';
-import { createTestTopology, freshClientId, startTestGateway, withPg } from '../support/harness.js';
+import {
+  createTestTopology,
+  eventually,
+  freshClientId,
+  startTestGateway,
+  withPg,
+} from '../support/harness.js';
 import {
   countedReads,
+  holdTables,
   pointReadsDatabase,
   watchSharedStatements,
 } from '../support/point-reads-rig.js';
@@ -107,6 +115,8 @@ describe('GetState with coalesced reads (end to end)', () => {
     const topology = await createTestTopology(1);
     const gw = await startTestGateway(topology, {
       pool: { ...configSchema.parse({}).pool, readBatchStatements: 1 },
+      // Every call reaches the point-read lane at once, not the per-client queue (5 by default).
+      limits: { ...configSchema.parse({}).limits, clientMaxConcurrent: 64 },
     });
     const { shared, restore } = watchSharedStatements();
     try {
@@ -115,15 +125,25 @@ describe('GetState with coalesced reads (end to end)', () => {
         await gw.client.tenants.createTenant({ clientId });
         await gw.client.state.putState({ clientId, document: { owner: clientId } });
       }
-      const calls = Array.from({ length: 40 }, (_, i) => clients[i % 2]!);
-      const got = await Promise.all(
-        calls.map((clientId) => gw.client.state.getState({ clientId })),
+      // Both state tables held: every call waits in the shard's point-read lane, then they go
+      // out together once the locks are released, whatever the machine's speed.
+      const held = await holdTables(
+        topology.shards[0]!.url,
+        clients.map((c) => `${pg.escapeIdentifier(schemaNameFor(parseClientId(c)))}.state`),
       );
+      const calls = Array.from({ length: 40 }, (_, i) => clients[i % 2]!);
+      const pending = calls.map((clientId) => gw.client.state.getState({ clientId }));
+      const shard = gw.gateway.context.pools.get(topology.shards[0]!.name as never);
+      await eventually(async () => expect(shard.stats().pointReads).toBe(40));
+      await held.release();
+      const got = await Promise.all(pending);
       expect(got.map((r) => r.state?.document)).toEqual(calls.map((owner) => ({ owner })));
       expect(got.every((r) => r.state?.version === 1)).toBe(true);
-      expect(shared.some((text) => text.includes(' UNION ALL ') && text.includes('.state'))).toBe(
-        true,
-      );
+      // All 40 waited in the lane together (above), so at most two statements answered them: the
+      // first, held by the locks, and one for everything that queued behind it.
+      const onState = shared.filter((text) => text.includes('.state'));
+      expect(onState.length).toBeGreaterThan(0);
+      expect(onState.length).toBeLessThanOrEqual(2);
     } finally {
       restore();
       await gw.close();

@@ -1,3 +1,4 @@
+import pg from 'pg';
 import { Database } from '../../src/pg/database.js';
 import { PointReads, type PointReadLimits } from '../../src/pg/point-reads.js';
 
@@ -46,4 +47,24 @@ export function watchSharedStatements(): { shared: string[]; restore(): void } {
     return query.call(this, text, ...(rest as [unknown[], AbortSignal]));
   } as typeof query;
   return { shared, restore: () => void (Database.prototype.query = query) };
+}
+
+/**
+ * Holds ACCESS EXCLUSIVE locks on `tables` (quoted `schema.table` names) until `release()`, so
+ * statements on them wait: calls issued meanwhile pile up in the gateway's point-read lanes.
+ */
+export async function holdTables(
+  url: string,
+  tables: readonly string[],
+): Promise<{ release(): Promise<void> }> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  await client.query('BEGIN');
+  await client.query(`LOCK TABLE ${tables.join(', ')} IN ACCESS EXCLUSIVE MODE`);
+  return {
+    async release() {
+      await client.query('COMMIT');
+      await client.end();
+    },
+  };
 }
