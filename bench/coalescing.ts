@@ -1,5 +1,5 @@
 /**
- * `npm run bench:coalescing`: GetAppointment with point-read coalescing off
+ * `npm run bench:coalescing`: GetAppointment and GetState with point-read coalescing off
  * (`SHARDGATE_READ_BATCH_STATEMENTS=0`, one statement per read) and on (the default), side by side
  * in one run. Two gateway processes serve the same shards and tenants, each with its own load
  * generator (a bare grpc-js client, as in `npm run bench`); rounds alternate between them so both
@@ -18,12 +18,15 @@ import {
   stopChild,
   type Cleanup,
 } from './processes.js';
-import type { CellResult } from './protocol.js';
+import type { ChildProcess } from 'node:child_process';
+import type { CellResult, CellSpec, OpName } from './protocol.js';
 import { postmasterPids, SEEDED_BEFORE_MS, seedTenants, startBenchCluster } from './setup.js';
 import { cpuMsOf, fmt, formatTable, treeCpuMs } from './stats.js';
 
 const progress = (line: string): void => void process.stderr.write(`[bench:coalescing] ${line}\n`);
 const POOL_MAX = 10;
+/** The coalesced reads: by id, and a single-row table read whole. */
+const OPS_MEASURED: OpName[] = ['sg.GetAppointment', 'sg.GetState'];
 
 /** The two gateways compared; `settings` are their extra SHARDGATE_* variables. */
 const VARIANTS = [
@@ -96,68 +99,88 @@ async function main(cleanup: Cleanup): Promise<void> {
       return generator;
     }),
   );
-  const results: Round[][] = VARIANTS.map(() => []);
-  const cell = (ms: number) => ({ op: 'sg.GetAppointment' as const, concurrency, durationMs: ms });
-  // Unmeasured: JIT compilation and pool growth in both gateways before the first round.
-  for (const generator of generators) await ask(generator, { type: 'cell', spec: cell(2_000) });
-  for (let round = 0; round < rounds; round++) {
-    for (const [i, variant] of VARIANTS.entries()) {
-      const generator = generators[i]!;
-      const pid = gateways[i]!.child.pid;
-      await ask(generator, { type: 'cell', spec: cell(500) });
-      const before = { gateway: cpuMsOf(pid) ?? 0, pg: treeCpuMs(pgPids) ?? 0 };
-      const r = (await ask(generator, { type: 'cell', spec: cell(durationMs) })) as CellResult;
-      const after = { gateway: cpuMsOf(pid) ?? 0, pg: treeCpuMs(pgPids) ?? 0 };
-      if (r.errors > 0)
-        throw new Error(`${variant.name}: ${r.errors} errors, e.g. ${r.errorSample}`);
-      results[i]!.push({
-        callsPerSec: r.callsPerSec,
-        p50Ms: r.p50Ms,
-        p99Ms: r.p99Ms,
-        gatewayUsPerCall: ((after.gateway - before.gateway) * 1000) / r.calls,
-        pgUsPerCall: ((after.pg - before.pg) * 1000) / r.calls,
-      });
-      progress(`round ${round + 1}, ${variant.name}: ${r.callsPerSec.toFixed(0)} calls/s`);
-    }
-  }
   const median = (xs: number[]): number =>
     [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-  const summary = results.map((rs) => ({
-    callsPerSec: median(rs.map((r) => r.callsPerSec)),
-    p50Ms: median(rs.map((r) => r.p50Ms)),
-    p99Ms: median(rs.map((r) => r.p99Ms)),
-    gatewayUsPerCall: median(rs.map((r) => r.gatewayUsPerCall)),
-    pgUsPerCall: median(rs.map((r) => r.pgUsPerCall)),
-  }));
+  const measured = [];
+  for (const op of OPS_MEASURED) {
+    const results: Round[][] = VARIANTS.map(() => []);
+    const cell = (ms: number) => ({ op, concurrency, durationMs: ms });
+    // Unmeasured: JIT compilation and pool growth in both gateways before the first round.
+    for (const generator of generators) await ask(generator, { type: 'cell', spec: cell(2_000) });
+    for (let round = 0; round < rounds; round++) {
+      for (const [i, variant] of VARIANTS.entries()) {
+        const spec = cell(durationMs);
+        results[i]!.push(await measureRound(generators[i]!, gateways[i]!.child.pid, pgPids, spec));
+        progress(`${op}, round ${round + 1}, ${variant.name}: done`);
+      }
+    }
+    const summary = results.map((rs) => ({
+      callsPerSec: median(rs.map((r) => r.callsPerSec)),
+      p50Ms: median(rs.map((r) => r.p50Ms)),
+      p99Ms: median(rs.map((r) => r.p99Ms)),
+      gatewayUsPerCall: median(rs.map((r) => r.gatewayUsPerCall)),
+      pgUsPerCall: median(rs.map((r) => r.pgUsPerCall)),
+    }));
+    measured.push({
+      op,
+      variants: VARIANTS.map((v, i) => ({ ...v, rounds: results[i], median: summary[i]! })),
+    });
+  }
   console.log(
-    `\nGetAppointment at ${concurrency} in flight, 30 tenants on 2 shards, pool max ${POOL_MAX}; ` +
+    `\n${concurrency} calls in flight, 30 tenants on 2 shards, pool max ${POOL_MAX}; ` +
       `median of ${rounds} alternating rounds of ${durationMs / 1000} s\n`,
   );
   console.log(
     formatTable(
-      ['gateway', 'calls/s', 'p50 ms', 'p99 ms', 'gateway µs/call', 'pg µs/call'],
-      summary.map((s, i) => [
-        VARIANTS[i]!.name,
-        fmt(s.callsPerSec, 0),
-        fmt(s.p50Ms, 2),
-        fmt(s.p99Ms, 2),
-        fmt(s.gatewayUsPerCall, 0),
-        fmt(s.pgUsPerCall, 0),
-      ]),
+      ['op', 'gateway', 'calls/s', 'p50 ms', 'p99 ms', 'gateway µs/call', 'pg µs/call'],
+      measured.flatMap(({ op, variants }) =>
+        variants.map(({ name, median: m }) => [
+          op.slice('sg.'.length),
+          name,
+          fmt(m.callsPerSec, 0),
+          fmt(m.p50Ms, 2),
+          fmt(m.p99Ms, 2),
+          fmt(m.gatewayUsPerCall, 0),
+          fmt(m.pgUsPerCall, 0),
+        ]),
+      ),
     ),
   );
-  const [off, on] = summary as [Round, Round];
-  console.log(
-    `\ncoalesced ÷ one statement per read: throughput ×${fmt(on.callsPerSec / off.callsPerSec, 2)}, ` +
-      `gateway CPU ×${fmt(on.gatewayUsPerCall / off.gatewayUsPerCall, 2)}, ` +
-      `PostgreSQL CPU ×${fmt(on.pgUsPerCall / off.pgUsPerCall, 2)} per call`,
-  );
+  console.log('\ncoalesced ÷ one statement per read, per call:');
+  for (const { op, variants } of measured) {
+    const [off, on] = variants.map((v) => v.median) as [Round, Round];
+    console.log(
+      `  ${op.slice('sg.'.length)}: throughput ×${fmt(on.callsPerSec / off.callsPerSec, 2)}, ` +
+        `gateway CPU ×${fmt(on.gatewayUsPerCall / off.gatewayUsPerCall, 2)}, ` +
+        `PostgreSQL CPU ×${fmt(on.pgUsPerCall / off.pgUsPerCall, 2)}`,
+    );
+  }
   const dir = `${repoRoot}bench/results`;
   const file = `${dir}/coalescing-${new Date().toISOString().replaceAll(':', '-')}.json`;
   await mkdir(dir, { recursive: true });
-  const variants = VARIANTS.map((v, i) => ({ ...v, rounds: results[i], median: summary[i] }));
-  await writeFile(file, `${JSON.stringify({ concurrency, durationMs, variants }, null, 2)}\n`);
+  await writeFile(file, `${JSON.stringify({ concurrency, durationMs, measured }, null, 2)}\n`);
   console.log(`\nresults written to ${file.slice(repoRoot.length)}`);
+}
+
+/** One measured cell after a short warm-up, with the CPU the gateway and the shards spent on it. */
+async function measureRound(
+  generator: ChildProcess,
+  pid: number | undefined,
+  pgPids: number[],
+  spec: CellSpec,
+): Promise<Round> {
+  await ask(generator, { type: 'cell', spec: { ...spec, durationMs: 500 } });
+  const before = { gateway: cpuMsOf(pid) ?? 0, pg: treeCpuMs(pgPids) ?? 0 };
+  const r = (await ask(generator, { type: 'cell', spec })) as CellResult;
+  const after = { gateway: cpuMsOf(pid) ?? 0, pg: treeCpuMs(pgPids) ?? 0 };
+  if (r.errors > 0) throw new Error(`${spec.op}: ${r.errors} errors, e.g. ${r.errorSample}`);
+  return {
+    callsPerSec: r.callsPerSec,
+    p50Ms: r.p50Ms,
+    p99Ms: r.p99Ms,
+    gatewayUsPerCall: ((after.gateway - before.gateway) * 1000) / r.calls,
+    pgUsPerCall: ((after.pg - before.pg) * 1000) / r.calls,
+  };
 }
 
 runBench(main, progress);

@@ -19,6 +19,7 @@ export const OPS = [
   'sg.CreateAppointment',
   'sg.AppendHandoff',
   'sg.PatchState',
+  'sg.GetState',
   // (c) GetAppointment through shardgate's typed client (nice-grpc, deadline/retry/error details)
   'typed.GetAppointment',
 ] as const;

@@ -100,6 +100,7 @@ export async function createTargets(data: Dataset): Promise<Targets> {
       StateServiceDefinition,
       StateServiceDefinition.methods.patchState,
     ),
+    getState: unaryCaller(gateway, StateServiceDefinition, StateServiceDefinition.methods.getState),
   };
   const typed = createShardgateClient({
     address: data.gatewayAddress,
@@ -158,6 +159,7 @@ export async function createTargets(data: Dataset): Promise<Targets> {
         clientId: route(i).clientId,
         patch: { lastCall: i, agent: 'bench', season: 'winter' },
       }),
+    'sg.GetState': (i) => sg.getState({ clientId: route(i).clientId }),
     'typed.GetAppointment': (i) =>
       typed.appointments.getAppointment({ clientId: route(i).clientId, id: appointmentId(i) }),
   };

@@ -62,9 +62,8 @@ interface Lane<R> {
  * Coalesces point reads of one database: reads that arrive in the same event-loop turn, or while
  * `statements` statements of the same table are already running, are answered by one statement
  * (a UNION ALL over the schemas involved, `id = ANY(...)` per schema, or the whole single-row
- * table). Under load that replaces n
- * round trips, parses and plans by one, on the gateway and on PostgreSQL alike; a lone read still
- * goes out in the turn it arrived, as its own single-row statement.
+ * table). Under load that replaces n round trips, parses and plans by one, on the gateway and on
+ * PostgreSQL alike; a lone read still goes out in the turn it arrived, as its own statement.
  *
  * Each read keeps its own semantics: a cancelled read leaves at once (its statement is cancelled
  * only when every read in it has left), and if a shared statement fails (say one client's schema
