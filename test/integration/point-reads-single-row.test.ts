@@ -1,25 +1,17 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { configSchema } from '../../src/core/config.js';
-import { parseClientId, schemaNameFor } from '../../src/core/ids.js';
 import type { Database } from '../../src/pg/database.js';
 import {
   singleReadSql,
   type PointReadLimits,
   type PointReadSpec,
 } from '../../src/pg/point-reads.js';
-import {
-  createTestTopology,
-  eventually,
-  freshClientId,
-  startTestGateway,
-  withPg,
-} from '../support/harness.js';
+import { createTestTopology, eventually, freshClientId, withPg } from '../support/harness.js';
 import {
   countedReads,
-  holdTables,
+  holdClientTables,
   pointReadsDatabase,
-  watchSharedStatements,
+  startCoalescingGateway,
 } from '../support/point-reads-rig.js';
 
 /** A single-row table per schema, read whole: the shape of a client's state document. */
@@ -112,13 +104,7 @@ describe('PointReads of single-row tables on a real database', () => {
 
 describe('GetState with coalesced reads (end to end)', () => {
   it('40 concurrent GetState calls over two clients on one shard each get their own document', async () => {
-    const topology = await createTestTopology(1);
-    const gw = await startTestGateway(topology, {
-      pool: { ...configSchema.parse({}).pool, readBatchStatements: 1 },
-      // Every call reaches the point-read lane at once, not the per-client queue (5 by default).
-      limits: { ...configSchema.parse({}).limits, clientMaxConcurrent: 64 },
-    });
-    const { shared, restore } = watchSharedStatements();
+    const { gw, shardUrl, shared, pendingReads, close } = await startCoalescingGateway();
     try {
       const clients = [freshClientId('sr-one'), freshClientId('sr-two')];
       for (const clientId of clients) {
@@ -127,14 +113,10 @@ describe('GetState with coalesced reads (end to end)', () => {
       }
       // Both state tables held: every call waits in the shard's point-read lane, then they go
       // out together once the locks are released, whatever the machine's speed.
-      const held = await holdTables(
-        topology.shards[0]!.url,
-        clients.map((c) => `${pg.escapeIdentifier(schemaNameFor(parseClientId(c)))}.state`),
-      );
+      const held = await holdClientTables(shardUrl, clients, 'state');
       const calls = Array.from({ length: 40 }, (_, i) => clients[i % 2]!);
       const pending = calls.map((clientId) => gw.client.state.getState({ clientId }));
-      const shard = gw.gateway.context.pools.get(topology.shards[0]!.name as never);
-      await eventually(async () => expect(shard.stats().pointReads).toBe(40));
+      await eventually(async () => expect(pendingReads()).toBe(40));
       await held.release();
       const got = await Promise.all(pending);
       expect(got.map((r) => r.state?.document)).toEqual(calls.map((owner) => ({ owner })));
@@ -145,8 +127,7 @@ describe('GetState with coalesced reads (end to end)', () => {
       expect(onState.length).toBeGreaterThan(0);
       expect(onState.length).toBeLessThanOrEqual(2);
     } finally {
-      restore();
-      await gw.close();
+      await close();
     }
   });
 });

@@ -2,9 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { Status } from 'nice-grpc';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { configSchema } from '../../src/core/config.js';
 import { ShardgateError } from '../../src/core/errors.js';
-import { parseClientId, schemaNameFor } from '../../src/core/ids.js';
 import type { Appointment } from '../../src/gen/shardgate/v1/appointment.js';
 import type { Database } from '../../src/pg/database.js';
 import {
@@ -14,17 +12,16 @@ import {
 } from '../../src/pg/point-reads.js';
 import {
   countedReads,
+  holdClientTables,
   pointReadsDatabase,
-  watchSharedStatements,
+  startCoalescingGateway,
   type SentStatement as Sent,
-  holdTables,
 } from '../support/point-reads-rig.js';
 import {
   adminUrlOf,
   createTestTopology,
   eventually,
   freshClientId,
-  startTestGateway,
   statusOf,
   withPg,
 } from '../support/harness.js';
@@ -312,13 +309,7 @@ describe('PointReads on a real database', () => {
 
 describe('GetAppointment with coalesced point reads (end to end)', () => {
   it('50 concurrent calls over two clients on one shard each get exactly their appointment or NOT_FOUND', async () => {
-    const topology = await createTestTopology(1);
-    const gw = await startTestGateway(topology, {
-      pool: { ...configSchema.parse({}).pool, readBatchStatements: 1 },
-      // Every call reaches the point-read lane at once, not the per-client queue (5 by default).
-      limits: { ...configSchema.parse({}).limits, clientMaxConcurrent: 64 },
-    });
-    const { shared, restore } = watchSharedStatements();
+    const { gw, shardUrl, shared, pendingReads, close } = await startCoalescingGateway();
     try {
       const [own, other] = [freshClientId('pra'), freshClientId('prb')];
       const made: { owner: string; stranger: string; a: Appointment }[] = [];
@@ -339,12 +330,7 @@ describe('GetAppointment with coalesced point reads (end to end)', () => {
       }
       // Both tables held: every call below waits in the shard's point-read lane, then they go out
       // together once the locks are released, whatever the machine's speed.
-      const held = await holdTables(
-        topology.shards[0]!.url,
-        [own, other].map(
-          (c) => `${pg.escapeIdentifier(schemaNameFor(parseClientId(c)))}.appointments`,
-        ),
-      );
+      const held = await holdClientTables(shardUrl, [own, other], 'appointments');
       // Per appointment: its owner twice more (same id, same schema, one batch), the other client
       // (its schema has no such row), and a random id.
       const calls = made.flatMap(({ owner, stranger, a }) =>
@@ -365,8 +351,7 @@ describe('GetAppointment with coalesced point reads (end to end)', () => {
         }),
       );
       expect(calls).toHaveLength(50);
-      const shard = gw.gateway.context.pools.get(topology.shards[0]!.name as never);
-      await eventually(async () => expect(shard.stats().pointReads).toBe(50));
+      await eventually(async () => expect(pendingReads()).toBe(50));
       await held.release();
       await Promise.all(calls);
       // All 50 waited in the lane together (above), so at most two statements answered them: the
@@ -374,8 +359,7 @@ describe('GetAppointment with coalesced point reads (end to end)', () => {
       expect(shared.length).toBeGreaterThan(0);
       expect(shared.length).toBeLessThanOrEqual(2);
     } finally {
-      restore();
-      await gw.close();
+      await close();
     }
   });
 });
