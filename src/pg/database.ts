@@ -74,7 +74,8 @@ export class Database {
   /**
    * The row of `<schema>.<table>` with primary key `id`, or undefined. Concurrent point reads of
    * the same table share one statement under load (src/pg/point-reads.ts); `schema` is a quoted
-   * identifier and `id` a lower-case UUID.
+   * identifier and `id` a lower-case UUID. `spec` must be a module-level constant: reads are
+   * grouped by the spec object, and each one gets a lane that lives as long as this Database.
    */
   readById<R extends pg.QueryResultRow>(
     spec: PointReadSpec,
