@@ -8,7 +8,7 @@ import { appointments, type AppointmentFields } from '../shards/appointments.js'
 import { appointmentStatusFromProto, appointmentToProto } from './convert.js';
 import { withClient, type GatewayContext } from './gateway-context.js';
 import { createOnce, requestKeyOf } from './idempotency.js';
-import { cursorDate, cursorString, decodePageToken, pageOf } from './page-token.js';
+import { cursorDate, cursorString, decodePageToken, fitPage, pageOf } from './page-token.js';
 import * as v from './validate.js';
 
 const MUTABLE_PATHS = ['client_phone', 'scheduled_at', 'service_type', 'status'] as const;
@@ -36,6 +36,15 @@ export function createAppointmentService(ctx: GatewayContext): AppointmentServic
     async batchCreateAppointments(req, { signal }) {
       v.batchSize(req.appointments.length, 'appointments');
       const items = req.appointments.map((a, i) => newAppointment(a, `appointments[${i}]`));
+      // The answer repeats every item with its id and timestamps: refuse, before writing, a
+      // batch whose answer could not be sent (the rows would be stored, the caller told failure).
+      const answerBytes = responseBytes(items);
+      if (answerBytes > messageBudget(ctx)) {
+        throw invalidArgument(
+          `appointments: the answer to these ${items.length} would come to about ${answerBytes} ` +
+            `bytes, over this gateway's message limit of ${messageBudget(ctx)} bytes; send fewer per call`,
+        );
+      }
       const key = requestKeyOf(req.requestId, 'BatchCreateAppointments', items);
       return withClient(ctx, req.clientId, signal, 'write', async (scope) => {
         const rows = await createOnce(
@@ -67,7 +76,16 @@ export function createAppointmentService(ctx: GatewayContext): AppointmentServic
         const byId = new Map(rows.map((row) => [row.id, row]));
         const missing = distinct.filter((id) => !byId.has(id));
         if (missing.length > 0) throw appointmentsNotFound(req.clientId, missing);
-        return { appointments: ids.map((id) => appointmentToProto(byId.get(id)!)) };
+        const found = ids.map((id) => byId.get(id)!);
+        // All or none, so unlike a page it cannot come back shorter: refuse what cannot be sent.
+        const bytes = responseBytes(found);
+        if (bytes > messageBudget(ctx)) {
+          throw invalidArgument(
+            `ids: these ${found.length} appointments come to about ${bytes} bytes, over this ` +
+              `gateway's message limit of ${messageBudget(ctx)} bytes; ask for fewer ids per call`,
+          );
+        }
+        return { appointments: found.map(appointmentToProto) };
       });
     },
 
@@ -95,10 +113,14 @@ export function createAppointmentService(ctx: GatewayContext): AppointmentServic
           { scheduledAfter, scheduledBefore, statuses, after, limit: limit + 1 },
           signal,
         );
-        const { items, nextPageToken } = pageOf(rows, limit, filters, (a) => [
-          a.scheduledAt.getTime(),
-          a.id,
-        ]);
+        const { items, nextPageToken } = pageOf(
+          rows,
+          limit,
+          filters,
+          (a) => [a.scheduledAt.getTime(), a.id],
+          // 1000 appointments of long service types come to ~730 KB: over a small message limit.
+          (page) => fitPage(page, appointmentBytes, messageBudget(ctx)),
+        );
         return { appointments: items.map(appointmentToProto), nextPageToken };
       });
     },
@@ -144,6 +166,26 @@ function newAppointment(a: Appointment, field: string): AppointmentFields {
 
 function appointmentNotFound(clientId: string, id: string): ShardgateError {
   return notFound(`client '${clientId}' has no appointment ${id}`);
+}
+
+/** The message limit, less room for the response's own framing. */
+function messageBudget(ctx: GatewayContext): number {
+  return ctx.config.limits.maxMessageBytes - 1024;
+}
+
+/**
+ * An upper bound of one appointment's encoded size in a response: its two free-text fields
+ * (service_type up to 600 UTF-8 bytes; client_phone ASCII) plus at most 105 bytes for the id, the
+ * three timestamps, the status, the tags and the repeated-field framing.
+ */
+function appointmentBytes(a: { serviceType: string; clientPhone: string }): number {
+  return Buffer.byteLength(a.serviceType) + a.clientPhone.length + 128;
+}
+
+function responseBytes(items: readonly { serviceType: string; clientPhone: string }[]): number {
+  let total = 0;
+  for (const a of items) total += appointmentBytes(a);
+  return total;
 }
 
 /** Ids named in a BatchGetAppointments NOT_FOUND message, at most; the count says the rest. */
