@@ -6,6 +6,7 @@ import { handoffs, type HandoffRecord, type NewHandoff } from '../shards/handoff
 import { handoffToProto } from './convert.js';
 import { openClientScope, withClient, type GatewayContext } from './gateway-context.js';
 import { createOnce, requestKeyOf } from './idempotency.js';
+import { requestBytesOf } from './lenient-decoding.js';
 import { cursorDate, cursorString, decodePageToken, pageOf, fitPage } from './page-token.js';
 import * as v from './validate.js';
 
@@ -31,6 +32,16 @@ export function createHandoffService(ctx: GatewayContext): HandoffServiceImpleme
     async batchAppendHandoffs(req, { signal }) {
       v.batchSize(req.handoffs.length, 'handoffs');
       const items = req.handoffs.map((h, i) => newHandoff(h, `handoffs[${i}]`));
+      // The answer repeats each handoff, summary and all, with its id and created_at: refuse,
+      // before writing, a batch whose answer could not be sent (stored, yet reported failed).
+      const answerBytes = (requestBytesOf(req) ?? 0) + items.length * ADDED_PER_HANDOFF_BYTES;
+      const limitBytes = ctx.config.limits.maxMessageBytes - 1024;
+      if (answerBytes > limitBytes) {
+        throw invalidArgument(
+          `handoffs: the answer to these ${items.length} would come to about ${answerBytes} ` +
+            `bytes, over this gateway's message limit of ${limitBytes} bytes; send fewer per call`,
+        );
+      }
       const key = requestKeyOf(
         req.requestId,
         'BatchAppendHandoffs',
@@ -138,6 +149,9 @@ export function createHandoffService(ctx: GatewayContext): HandoffServiceImpleme
  * At least the bytes a handoff takes in a response: its summary dominates, and a Struct takes up
  * to about twice the bytes of its JSON (a tag and a length around every key and value).
  */
+/** An answer's handoff over its request's: an id and created_at, with their tags and framing. */
+const ADDED_PER_HANDOFF_BYTES = 96;
+
 function handoffBytes(h: HandoffRecord): number {
   const text = JSON.stringify(h.summary) + h.fromAgent + h.toAgent;
   return 2 * Buffer.byteLength(text) + 64;

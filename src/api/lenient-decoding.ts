@@ -15,8 +15,20 @@ const JSON_FIELD_OF: Readonly<Record<string, string>> = {
   '/shardgate.v1.StateService/PatchState': 'patch',
 };
 
+/** Where a decoded request keeps its encoded size, for the methods in SIZED_REQUESTS. */
+const REQUEST_BYTES = Symbol('request bytes');
+
+/**
+ * Methods whose answer repeats the request's items (a Struct each): the handler needs the request's
+ * encoded size to know, before writing, whether the answer fits the message limit.
+ */
+const SIZED_REQUESTS: ReadonlySet<string> = new Set([
+  '/shardgate.v1.HandoffService/BatchAppendHandoffs',
+]);
+
 interface Decodable {
-  methods: Record<string, { requestType: { decode(bytes: Uint8Array): unknown } }>;
+  fullName: string;
+  methods: Record<string, { name: string; requestType: { decode(bytes: Uint8Array): unknown } }>;
 }
 
 /**
@@ -25,24 +37,37 @@ interface Decodable {
  */
 export function decodeLeniently<D extends Decodable>(definition: D): D {
   const methods = Object.fromEntries(
-    Object.entries(definition.methods).map(([name, method]) => [
-      name,
-      {
-        ...method,
-        requestType: {
-          ...method.requestType,
-          decode(bytes: Uint8Array): unknown {
-            try {
-              return method.requestType.decode(bytes);
-            } catch (err) {
-              return { [UNDECODABLE]: err };
-            }
+    Object.entries(definition.methods).map(([name, method]) => {
+      const sized = SIZED_REQUESTS.has(`/${definition.fullName}/${method.name}`);
+      return [
+        name,
+        {
+          ...method,
+          requestType: {
+            ...method.requestType,
+            decode(bytes: Uint8Array): unknown {
+              let request: unknown;
+              try {
+                request = method.requestType.decode(bytes);
+              } catch (err) {
+                return { [UNDECODABLE]: err };
+              }
+              if (sized) {
+                Object.defineProperty(request, REQUEST_BYTES, { value: bytes.length });
+              }
+              return request;
+            },
           },
         },
-      },
-    ]),
+      ];
+    }),
   );
   return { ...definition, methods };
+}
+
+/** The encoded size of a request of a method in SIZED_REQUESTS, as it arrived; else undefined. */
+export function requestBytesOf(request: object): number | undefined {
+  return (request as { [REQUEST_BYTES]?: number })[REQUEST_BYTES];
 }
 
 /** The int64 field of each method whose value a caller picks (others are timestamps' seconds). */

@@ -83,6 +83,33 @@ describe('appointment responses under a small message limit', () => {
     expect(listed.appointments).toEqual([]);
   });
 
+  it('BatchAppendHandoffs refuses, before writing, a batch whose answer would not fit (its request does)', async () => {
+    const other = freshClientId('budget-handoffs');
+    await gw.client.tenants.createTenant({ clientId: other });
+    const handoff = (i: number) => ({
+      fromAgent: 'intake',
+      toAgent: 'dispatch',
+      version: 1,
+      summary: { n: i, notes: 'x'.repeat(560) },
+    });
+    // 100 summaries of ~600 bytes: a request of ~62 KB fits the 64 KiB limit; the answer, which
+    // adds each id and created_at, would not.
+    const err = await errorOf(
+      gw.client.handoffs.batchAppendHandoffs({
+        clientId: other,
+        handoffs: Array.from({ length: 100 }, (_, i) => handoff(i)),
+      }),
+    );
+    expect(err.code).toBe(Status.INVALID_ARGUMENT);
+    expect(err.details).toMatch(/^handoffs: the answer to these 100 would come to about \d+ bytes/);
+    expect((await gw.client.handoffs.listHandoffs({ clientId: other })).handoffs).toEqual([]);
+    const { handoffs } = await gw.client.handoffs.batchAppendHandoffs({
+      clientId: other,
+      handoffs: Array.from({ length: 50 }, (_, i) => handoff(i)),
+    });
+    expect(handoffs.map((h) => h.summary?.['n'])).toEqual(Array.from({ length: 50 }, (_, i) => i));
+  });
+
   it('BatchGetAppointments refuses, naming ids, a set that cannot fit one response, and answers a smaller one', async () => {
     const err = await errorOf(
       gw.client.appointments.batchGetAppointments({ clientId, ids: made.map((a) => a.id) }),
