@@ -68,8 +68,8 @@ export const configSchema = z
          */
         maxUses: z.number().int().min(0).default(10_000).optional(),
         /**
-         * Point reads (GetAppointment by id, GetState) that one table of a shard has in flight
-         * as shared statements. Reads that arrive while these run wait and then go out together
+         * Point reads (GetAppointment, GetState, GetLatestHandoff) that one table of a shard has
+         * in flight as shared statements. Reads that arrive while these run wait and then go out together
          * in one statement, one round trip for many calls; a lone read goes out at once. 0: every
          * read is its own statement. Default: a quarter of `max`, rounded up.
          */

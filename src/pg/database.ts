@@ -99,6 +99,19 @@ export class Database {
   }
 
   /**
+   * The first row in `spec.latestBy.order` of `<schema>.<table>` whose `spec.latestBy.column`
+   * equals `key`, or undefined; coalesced like readById (a branch per schema and key).
+   */
+  readLatest<R extends pg.QueryResultRow>(
+    spec: PointReadSpec,
+    schema: string,
+    key: string,
+    signal?: AbortSignal,
+  ): Promise<R | undefined> {
+    return this.#pointReads.read<R>(spec, schema, key, signal);
+  }
+
+  /**
    * Runs `fn` in BEGIN … COMMIT. Any error (including a cancelled call) rolls back; if the rollback
    * itself fails the connection is destroyed, so no pooled connection is ever left in a transaction.
    * Once `signal` fires, no further statement of `fn` starts.

@@ -3,7 +3,8 @@ import { abortedBySignal } from './sql-errors.js';
 
 /**
  * A table read one row at a time in many schemas, with the same columns in each: by primary key
- * `id`, or (`singleRow`) a table that holds one row per schema, read without a key.
+ * `id`; or (`singleRow`) a table that holds one row per schema, read without a key; or
+ * (`latestBy`) the first row in an order among those whose column equals a key.
  */
 export interface PointReadSpec {
   /** Unquoted table name, e.g. `appointments`. */
@@ -12,6 +13,8 @@ export interface PointReadSpec {
   readonly columns: string;
   /** The table holds one row per schema (a client's state document): read it whole. */
   readonly singleRow?: boolean;
+  /** The newest row for a key: `WHERE <column> = key ORDER BY <order> LIMIT 1` (SQL, trusted). */
+  readonly latestBy?: { readonly column: string; readonly order: string };
 }
 
 /** How point reads on one database share statements (config `pool.readBatch*`). */
@@ -34,7 +37,7 @@ const UUID_TEXT = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}
 
 interface Waiter<R> {
   readonly schema: string;
-  /** The key read; undefined for a single-row table. */
+  /** The key read (an id, or a latestBy key); undefined for a single-row table. */
   readonly id: string | undefined;
   readonly signal: AbortSignal | undefined;
   resolve(row: R | undefined): void;
@@ -98,11 +101,15 @@ export class PointReads {
   ): Promise<R | undefined> {
     if (signal?.aborted) return Promise.reject(abortedBySignal(signal));
     if ((id === undefined) !== (spec.singleRow === true)) {
-      return Promise.reject(new TypeError(`${spec.table}: read by id exactly when not singleRow`));
+      return Promise.reject(
+        new TypeError(`${spec.table}: read with a key exactly when not singleRow`),
+      );
     }
     // Only lower-case UUID text goes into a shared statement's array literal; anything else (which
-    // callers should never pass) goes alone, so it fails exactly as it would alone.
-    if (this.#limits.statements === 0 || (id !== undefined && !UUID_TEXT.test(id))) {
+    // callers should never pass) goes alone, so it fails exactly as it would alone. The key of a
+    // latestBy read is a bound parameter of its own, so any text may share a statement.
+    const byId = !spec.singleRow && !spec.latestBy;
+    if (this.#limits.statements === 0 || (byId && !UUID_TEXT.test(id!))) {
       return this.#single<R>(spec, schema, id, signal);
     }
     let lane = this.#lanes.get(spec) as Lane<R> | undefined;
@@ -176,6 +183,7 @@ export class PointReads {
       return;
     }
     const { text, values, branches } = batchStatement(spec, batch);
+    const byId = !spec.singleRow && !spec.latestBy;
     const shared: SharedStatement = {
       size: batch.length,
       left: 0,
@@ -192,7 +200,7 @@ export class PointReads {
         const { __branch, ...record } = row;
         // Several reads in a batch may ask for the same row (a retry, two pollers): each gets it.
         for (const w of branches[__branch]!) {
-          if (w.id === undefined || w.id === record['id']) settle(w, record as unknown as R);
+          if (!byId || w.id === record['id']) settle(w, record as unknown as R);
         }
       }
       for (const w of batch) settle(w, undefined);
@@ -229,7 +237,11 @@ export class PointReads {
 /** The statement of a read that goes out alone (bound parameter: the id, if any). */
 export function singleReadSql(spec: PointReadSpec, schema: string): string {
   const from = `SELECT ${spec.columns} FROM ${schema}.${spec.table}`;
-  return spec.singleRow ? from : `${from} WHERE id = $1`;
+  if (spec.singleRow) return from;
+  if (spec.latestBy) {
+    return `${from} WHERE ${spec.latestBy.column} = $1 ORDER BY ${spec.latestBy.order} LIMIT 1`;
+  }
+  return `${from} WHERE id = $1`;
 }
 
 /** Up to `max` reads from the front of the queue that are still waiting. */
@@ -244,24 +256,35 @@ function takeLive<R>(queue: Waiter<R>[], max: number): Waiter<R>[] {
   return batch;
 }
 
-/** One statement for a batch: a branch per schema, each tagged with its index. */
+/**
+ * One statement for a batch: a branch per schema (per schema and key for latestBy), each tagged
+ * with its index.
+ */
 function batchStatement<R>(
   spec: PointReadSpec,
   batch: readonly Waiter<R>[],
 ): { text: string; values: unknown[]; branches: Waiter<R>[][] } {
-  const bySchema = new Map<string, Waiter<R>[]>();
+  const groups = new Map<string, Waiter<R>[]>();
   for (const w of batch) {
-    const group = bySchema.get(w.schema);
-    if (group) group.push(w);
-    else bySchema.set(w.schema, [w]);
+    // A NUL never appears in a quoted identifier, so it cannot join a schema and a key ambiguously.
+    const group = spec.latestBy ? `${w.schema}\u0000${w.id!}` : w.schema;
+    const members = groups.get(group);
+    if (members) members.push(w);
+    else groups.set(group, [w]);
   }
-  const branches = [...bySchema.values()];
+  const branches = [...groups.values()];
   const parts: string[] = [];
   const values: unknown[] = [];
   branches.forEach((group, b) => {
     const from = `SELECT ${b} AS __branch, ${spec.columns} FROM ${group[0]!.schema}.${spec.table}`;
     if (spec.singleRow) {
       parts.push(from);
+      return;
+    }
+    if (spec.latestBy) {
+      values.push(group[0]!.id);
+      const { column, order } = spec.latestBy;
+      parts.push(`(${from} WHERE ${column} = $${values.length} ORDER BY ${order} LIMIT 1)`);
       return;
     }
     // An array literal built here (read() lets only UUID text in: no commas, quotes or braces);

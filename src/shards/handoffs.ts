@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Database } from '../pg/database.js';
+import type { PointReadSpec } from '../pg/point-reads.js';
 import { insertRows, type RequestKey } from '../pg/insert-once.js';
 
 /** A handoff as stored in a client schema. */
@@ -24,6 +25,13 @@ export interface HandoffQuery {
 
 const COLUMNS = `id, from_agent AS "fromAgent", to_agent AS "toAgent", version, summary,
   created_at AS "createdAt"`;
+
+/** GetLatestHandoff's read (index handoffs_to_agent_latest_idx), coalesced per shard. */
+const LATEST_TO: PointReadSpec = {
+  table: 'handoffs',
+  columns: COLUMNS,
+  latestBy: { column: 'to_agent', order: 'created_at DESC, id DESC' },
+};
 
 /** The fields of a new handoff; the summary is serialised JSON. */
 export interface NewHandoff {
@@ -152,12 +160,6 @@ export const handoffs = {
     toAgent: string,
     signal?: AbortSignal,
   ): Promise<HandoffRecord | undefined> {
-    const res = await db.query<HandoffRecord>(
-      `SELECT ${COLUMNS} FROM ${schema}.handoffs WHERE to_agent = $1
-       ORDER BY created_at DESC, id DESC LIMIT 1`,
-      [toAgent],
-      signal,
-    );
-    return res.rows[0];
+    return db.readLatest<HandoffRecord>(LATEST_TO, schema, toAgent, signal);
   },
 };
