@@ -1,7 +1,7 @@
 /**
- * `npm run bench:coalescing`: GetAppointment and GetState with point-read coalescing off
- * (`SHARDGATE_READ_BATCH_STATEMENTS=0`, one statement per read) and on (the default), side by side
- * in one run. Two gateway processes serve the same shards and tenants, each with its own load
+ * `npm run bench:coalescing`: GetAppointment, GetState and GetLatestHandoff with point-read
+ * coalescing off (`SHARDGATE_READ_BATCH_STATEMENTS=0`, one statement per read) and on (the
+ * default), side by side in one run. Two gateway processes serve the same shards and tenants, each with its own load
  * generator (a bare grpc-js client, as in `npm run bench`); rounds alternate between them so both
  * see the same machine. Prints calls/s, latency and CPU per call of the gateway and of PostgreSQL;
  * asserts nothing. Options: `--rounds <n>` (3), `--duration <s>` per round (5), `--concurrency <n>`
@@ -25,8 +25,8 @@ import { cpuMsOf, fmt, formatTable, treeCpuMs } from './stats.js';
 
 const progress = (line: string): void => void process.stderr.write(`[bench:coalescing] ${line}\n`);
 const POOL_MAX = 10;
-/** The coalesced reads: by id, and a single-row table read whole. */
-const OPS_MEASURED: OpName[] = ['sg.GetAppointment', 'sg.GetState'];
+/** The coalesced reads: by id, a single-row table read whole, the newest row for a key. */
+const OPS_MEASURED: OpName[] = ['sg.GetAppointment', 'sg.GetState', 'sg.GetLatestHandoff'];
 
 /** The two gateways compared; `settings` are their extra SHARDGATE_* variables. */
 const VARIANTS = [
@@ -76,7 +76,7 @@ async function main(cleanup: Cleanup): Promise<void> {
   const tenants = await seedTenants(gateways[1]!.address, {
     tenants: 30,
     appointmentsPerTenant: 20,
-    handoffsPerTenant: 0,
+    handoffsPerTenant: 5,
   });
   const pgPids = await postmasterPids(bench);
   const generators = await Promise.all(

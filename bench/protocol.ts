@@ -20,6 +20,7 @@ export const OPS = [
   'sg.AppendHandoff',
   'sg.PatchState',
   'sg.GetState',
+  'sg.GetLatestHandoff',
   // (c) GetAppointment through shardgate's typed client (nice-grpc, deadline/retry/error details)
   'typed.GetAppointment',
 ] as const;

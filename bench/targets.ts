@@ -95,6 +95,11 @@ export async function createTargets(data: Dataset): Promise<Targets> {
       HandoffServiceDefinition,
       HandoffServiceDefinition.methods.appendHandoff,
     ),
+    getLatestHandoff: unaryCaller(
+      gateway,
+      HandoffServiceDefinition,
+      HandoffServiceDefinition.methods.getLatestHandoff,
+    ),
     patchState: unaryCaller(
       gateway,
       StateServiceDefinition,
@@ -160,6 +165,9 @@ export async function createTargets(data: Dataset): Promise<Targets> {
         patch: { lastCall: i, agent: 'bench', season: 'winter' },
       }),
     'sg.GetState': (i) => sg.getState({ clientId: route(i).clientId }),
+    // Seeded handoffs go to dispatch-agent (bench/setup.ts).
+    'sg.GetLatestHandoff': (i) =>
+      sg.getLatestHandoff({ clientId: route(i).clientId, toAgent: 'dispatch-agent' }),
     'typed.GetAppointment': (i) =>
       typed.appointments.getAppointment({ clientId: route(i).clientId, id: appointmentId(i) }),
   };
