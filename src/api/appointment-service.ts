@@ -8,7 +8,15 @@ import { appointments, type AppointmentFields } from '../shards/appointments.js'
 import { appointmentStatusFromProto, appointmentToProto } from './convert.js';
 import { withClient, type GatewayContext } from './gateway-context.js';
 import { createOnce, requestKeyOf } from './idempotency.js';
-import { cursorDate, cursorString, decodePageToken, fitPage, pageOf } from './page-token.js';
+import {
+  answerBudgetBytes,
+  cursorDate,
+  cursorString,
+  decodePageToken,
+  fitPage,
+  pageOf,
+  refuseUnlessAnswerFits,
+} from './page-token.js';
 import * as v from './validate.js';
 
 const MUTABLE_PATHS = ['client_phone', 'scheduled_at', 'service_type', 'status'] as const;
@@ -38,13 +46,12 @@ export function createAppointmentService(ctx: GatewayContext): AppointmentServic
       const items = req.appointments.map((a, i) => newAppointment(a, `appointments[${i}]`));
       // The answer repeats every item with its id and timestamps: refuse, before writing, a
       // batch whose answer could not be sent (the rows would be stored, the caller told failure).
-      const answerBytes = responseBytes(items);
-      if (answerBytes > messageBudget(ctx)) {
-        throw invalidArgument(
-          `appointments: the answer to these ${items.length} would come to about ${answerBytes} ` +
-            `bytes, over this gateway's message limit of ${messageBudget(ctx)} bytes; send fewer per call`,
-        );
-      }
+      refuseUnlessAnswerFits(
+        responseBytes(items),
+        ctx.config.limits.maxMessageBytes,
+        `appointments: the answer to these ${items.length} would`,
+        'send fewer per call',
+      );
       const key = requestKeyOf(req.requestId, 'BatchCreateAppointments', items);
       return withClient(ctx, req.clientId, signal, 'write', async (scope) => {
         const rows = await createOnce(
@@ -77,14 +84,12 @@ export function createAppointmentService(ctx: GatewayContext): AppointmentServic
         const missing = distinct.filter((id) => !byId.has(id));
         if (missing.length > 0) throw appointmentsNotFound(req.clientId, missing);
         const found = ids.map((id) => byId.get(id)!);
-        // All or none, so unlike a page it cannot come back shorter: refuse what cannot be sent.
-        const bytes = responseBytes(found);
-        if (bytes > messageBudget(ctx)) {
-          throw invalidArgument(
-            `ids: these ${found.length} appointments come to about ${bytes} bytes, over this ` +
-              `gateway's message limit of ${messageBudget(ctx)} bytes; ask for fewer ids per call`,
-          );
-        }
+        refuseUnlessAnswerFits(
+          responseBytes(found),
+          ctx.config.limits.maxMessageBytes,
+          `ids: these ${found.length} appointments`,
+          'ask for fewer ids per call',
+        );
         return { appointments: found.map(appointmentToProto) };
       });
     },
@@ -119,7 +124,8 @@ export function createAppointmentService(ctx: GatewayContext): AppointmentServic
           filters,
           (a) => [a.scheduledAt.getTime(), a.id],
           // 1000 appointments of long service types come to ~730 KB: over a small message limit.
-          (page) => fitPage(page, appointmentBytes, messageBudget(ctx)),
+          (page) =>
+            fitPage(page, appointmentBytes, answerBudgetBytes(ctx.config.limits.maxMessageBytes)),
         );
         return { appointments: items.map(appointmentToProto), nextPageToken };
       });
@@ -166,11 +172,6 @@ function newAppointment(a: Appointment, field: string): AppointmentFields {
 
 function appointmentNotFound(clientId: string, id: string): ShardgateError {
   return notFound(`client '${clientId}' has no appointment ${id}`);
-}
-
-/** The message limit, less room for the response's own framing. */
-function messageBudget(ctx: GatewayContext): number {
-  return ctx.config.limits.maxMessageBytes - 1024;
 }
 
 /**

@@ -7,7 +7,14 @@ import { handoffToProto } from './convert.js';
 import { openClientScope, withClient, type GatewayContext } from './gateway-context.js';
 import { createOnce, requestKeyOf } from './idempotency.js';
 import { requestBytesOf } from './lenient-decoding.js';
-import { cursorDate, cursorString, decodePageToken, pageOf, fitPage } from './page-token.js';
+import {
+  cursorDate,
+  cursorString,
+  decodePageToken,
+  pageOf,
+  fitPage,
+  refuseUnlessAnswerFits,
+} from './page-token.js';
 import * as v from './validate.js';
 
 /** HandoffService: append, list and watch agent-to-agent handoffs in the client's schema. */
@@ -34,14 +41,12 @@ export function createHandoffService(ctx: GatewayContext): HandoffServiceImpleme
       const items = req.handoffs.map((h, i) => newHandoff(h, `handoffs[${i}]`));
       // The answer repeats each handoff, summary and all, with its id and created_at: refuse,
       // before writing, a batch whose answer could not be sent (stored, yet reported failed).
-      const answerBytes = (requestBytesOf(req) ?? 0) + items.length * ADDED_PER_HANDOFF_BYTES;
-      const limitBytes = ctx.config.limits.maxMessageBytes - 1024;
-      if (answerBytes > limitBytes) {
-        throw invalidArgument(
-          `handoffs: the answer to these ${items.length} would come to about ${answerBytes} ` +
-            `bytes, over this gateway's message limit of ${limitBytes} bytes; send fewer per call`,
-        );
-      }
+      refuseUnlessAnswerFits(
+        (requestBytesOf(req) ?? 0) + items.length * ADDED_PER_HANDOFF_BYTES,
+        ctx.config.limits.maxMessageBytes,
+        `handoffs: the answer to these ${items.length} would`,
+        'send fewer per call',
+      );
       const key = requestKeyOf(
         req.requestId,
         'BatchAppendHandoffs',

@@ -70,6 +70,30 @@ export function cursorString(value: string | number | undefined): string {
   return value;
 }
 
+/** What an answer may take of `limits.maxMessageBytes`: the rest is room for its own framing. */
+export function answerBudgetBytes(maxMessageBytes: number): number {
+  return maxMessageBytes - 1024;
+}
+
+/**
+ * INVALID_ARGUMENT for an all-or-none answer (a batch call's; unlike a page, it cannot come back
+ * shorter) estimated at `bytes`, when it would not fit; checked before anything is written.
+ * `subject` starts the message ("ids: these 120 appointments"), `advice` ends it.
+ */
+export function refuseUnlessAnswerFits(
+  bytes: number,
+  maxMessageBytes: number,
+  subject: string,
+  advice: string,
+): void {
+  const limit = answerBudgetBytes(maxMessageBytes);
+  if (bytes <= limit) return;
+  throw invalidArgument(
+    `${subject} come to about ${bytes} bytes, over this gateway's message limit of ${limit} ` +
+      `bytes; ${advice}`,
+  );
+}
+
 /**
  * The longest prefix of `items` whose estimated size fits `budgetBytes`, and never fewer than one
  * item so a listing always moves on. AIP-158 lets a page hold fewer than page_size items; a page
