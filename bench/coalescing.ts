@@ -89,6 +89,7 @@ async function main(cleanup: Cleanup): Promise<void> {
           // Unused: this run drives no echo cells.
           echoAddress: gateway.address,
           echoNiceAddress: gateway.address,
+          proxyAddress: gateway.address,
           gatewayAddress: gateway.address,
           shardUrls: Object.fromEntries(cluster.shards.map((s) => [s.name, s.url])),
           poolMax: POOL_MAX,

@@ -99,10 +99,14 @@ process.on('message', (message: ToGenerator) => {
   );
 });
 
-// The orchestrator closing the channel means the run is over (or it died): close and leave.
-process.on('disconnect', () => {
+/** Closes and exits; process.exit, unlike death by signal, lets node write a --cpu-prof profile. */
+function leave(): void {
   const closing = targets?.close() ?? Promise.resolve();
   void closing.finally(() => process.exit(0));
   setTimeout(() => process.exit(0), 2_000).unref();
-});
+}
+
+// The orchestrator closing the channel means the run is over (or it died): close and leave.
+process.on('disconnect', leave);
+process.on('SIGTERM', leave); // how stopChild ends it
 process.on('SIGINT', () => undefined); // Ctrl-C reaches the whole group; the parent cleans up.

@@ -15,7 +15,10 @@ export interface BenchOptions {
   tenants: number;
   appointmentsPerTenant: number;
   handoffsPerTenant: number;
-  /** Write V8 CPU profiles of the gateway and the load generator to bench/results/ (node --cpu-prof). */
+  /**
+   * Write V8 CPU profiles of the gateway, the thin proxy and the load generator to bench/results/
+   * (node --cpu-prof).
+   */
   profile: boolean;
 }
 

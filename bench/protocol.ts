@@ -10,6 +10,9 @@ export const OPS = [
   // (a) GetAppointment answered from memory: grpc-js with the protobuf codecs, then nice-grpc
   'echo.protobuf',
   'echo.nice-grpc',
+  // (a) GetAppointment by the thinnest gRPC server over PostgreSQL: grpc-js, protobuf, one
+  // pg.Pool.query per call and nothing else (bench/proxy-server.ts)
+  'proxy.GetAppointment',
   // (b) pg.Pool straight to the shard, with the gateway's own SQL text
   'pg.get',
   'pg.insert',
@@ -36,6 +39,7 @@ export type OpName = (typeof OPS)[number];
 export const PG_TWIN: Partial<Record<OpName, OpName>> = {
   'sg.GetAppointment': 'pg.get',
   'typed.GetAppointment': 'pg.get',
+  'proxy.GetAppointment': 'pg.get',
   'sg.CreateAppointment': 'pg.insert',
 };
 
@@ -53,6 +57,8 @@ export interface Dataset {
   echoAddress: string;
   /** The nice-grpc server of the echo process (GetAppointment from memory). */
   echoNiceAddress: string;
+  /** The thin proxy over the shards (bench/proxy-server.ts). */
+  proxyAddress: string;
   gatewayAddress: string;
   /** Shard name → connection URL (holds a password: never print it). */
   shardUrls: Record<string, string>;
@@ -84,6 +90,14 @@ export interface CellResult extends CellSpec {
   maxMs: number;
   /** CPU time of the load generator itself during the cell. */
   clientCpuMs: number;
+}
+
+/** Orchestrator → thin proxy (bench/proxy-server.ts), once the tenants are seeded. */
+export interface ProxyInit {
+  type: 'init';
+  shardUrls: Record<string, string>;
+  poolMax: number;
+  tenants: BenchTenant[];
 }
 
 /** Orchestrator → load generator. */

@@ -15,15 +15,23 @@ export interface MeasuredCell extends CellResult {
   addedP50Ms?: number;
 }
 
-const GROUP: Record<string, string> = { echo: '(a)', pg: '(b)', sg: '(c)', typed: '(c)' };
+const GROUP: Record<string, string> = {
+  echo: '(a)',
+  proxy: '(a)',
+  pg: '(b)',
+  sg: '(c)',
+  typed: '(c)',
+};
 
 /** Fills in the c/a and c/b ratios from the cells measured at the same concurrency. */
 export function withRatios(cells: readonly MeasuredCell[]): MeasuredCell[] {
   const find = (op: OpName, concurrency: number): MeasuredCell | undefined =>
     cells.find((c) => c.op === op && c.concurrency === concurrency && c.calls > 0);
   return cells.map((cell) => {
-    // The from-memory servers of (a) get a ratio to echo too: the floor of a typed server.
-    if (!isGatewayOp(cell.op) && !cell.op.startsWith('echo.')) return cell;
+    // The from-memory servers and the thin proxy of (a) get a ratio to echo too: the floor of a
+    // typed server, and of one that makes a database round trip.
+    const floor = cell.op.startsWith('echo.') || cell.op.startsWith('proxy.');
+    if (!isGatewayOp(cell.op) && !floor) return cell;
     const echo = find('echo', cell.concurrency);
     const twinOp = PG_TWIN[cell.op];
     const twin = twinOp && find(twinOp, cell.concurrency);

@@ -1,7 +1,7 @@
 /**
- * `npm run bench`: side by side, in one run and on the same data, (a) a bare grpc-js echo server,
- * (b) pg.Pool straight to the shards with the gateway's own SQL, (c) shardgate through its typed
- * client — calls/s and p50/p99 at several concurrencies, with the ratios c/a and c/b. Load comes
+ * `npm run bench`: side by side, in one run and on the same data, (a) a bare grpc-js echo server
+ * and its floor rows (GetAppointment from memory; the thin proxy over PostgreSQL), (b) pg.Pool
+ * straight to the shards with the gateway's own SQL, (c) shardgate — calls/s and p50/p99 at several concurrencies, with the ratios c/a and c/b. Load comes
  * from a separate process. Prints figures only: timings on a shared machine are never asserted.
  * Options: see options.ts (`npm run bench -- --quick` for a ~30 s smoke run).
  */
@@ -20,7 +20,7 @@ import {
   spawnGateway,
   stopChild,
 } from './processes.js';
-import { isGatewayOp, type BenchTenant, type CellSpec } from './protocol.js';
+import { isGatewayOp, type BenchTenant, type CellSpec, type ProxyInit } from './protocol.js';
 import { errorLines, resultsTable, withRatios, type MeasuredCell } from './report.js';
 import { postmasterPids, SEEDED_BEFORE_MS, seedTenants, startBenchCluster } from './setup.js';
 import { cpuMsOf, treeCpuMs } from './stats.js';
@@ -36,6 +36,7 @@ interface Rig {
   generator: ChildProcess;
   gatewayPid: number | undefined;
   echoPid: number | undefined;
+  proxyPid: number | undefined;
   pgPids: number[];
   tenants: BenchTenant[];
   gatewayProblems: string[];
@@ -57,6 +58,16 @@ async function setUp(options: BenchOptions, cleanup: Cleanup): Promise<Rig> {
   ]);
   progress(`gateway on ${gateway.address}; seeding ${options.tenants} tenants…`);
   const tenants = await seedTenants(gateway.address, options);
+  const proxy = await startProxyServer(
+    options.profile ? profileArgs : [],
+    {
+      type: 'init',
+      shardUrls: Object.fromEntries(cluster.shards.map((s) => [s.name, s.url])),
+      poolMax: POOL_MAX,
+      tenants,
+    },
+    cleanup,
+  );
   const generator = forkScript('load-generator.ts', options.profile ? profileArgs : []);
   cleanup.add('stop the load generator', () => stopChild(generator, 3_000));
   await ask(generator, {
@@ -64,6 +75,7 @@ async function setUp(options: BenchOptions, cleanup: Cleanup): Promise<Rig> {
     dataset: {
       echoAddress: `127.0.0.1:${echo.port}`,
       echoNiceAddress: `127.0.0.1:${echo.nicePort}`,
+      proxyAddress: `127.0.0.1:${proxy.port}`,
       gatewayAddress: gateway.address,
       shardUrls: Object.fromEntries(cluster.shards.map((s) => [s.name, s.url])),
       poolMax: POOL_MAX,
@@ -75,6 +87,7 @@ async function setUp(options: BenchOptions, cleanup: Cleanup): Promise<Rig> {
     generator,
     gatewayPid: gateway.child.pid,
     echoPid: echo.pid,
+    proxyPid: proxy.pid,
     pgPids: await postmasterPids(bench),
     tenants,
     gatewayProblems: gateway.problems,
@@ -109,9 +122,11 @@ async function measureCell(rig: Rig, spec: CellSpec, warmupMs: number): Promise<
   await ask(rig.generator, { type: 'cell', spec: { ...spec, durationMs: warmupMs } });
   const serverPid = spec.op.startsWith('echo')
     ? rig.echoPid
-    : isGatewayOp(spec.op)
-      ? rig.gatewayPid
-      : undefined;
+    : spec.op.startsWith('proxy.')
+      ? rig.proxyPid
+      : isGatewayOp(spec.op)
+        ? rig.gatewayPid
+        : undefined;
   const before = { server: cpuMsOf(serverPid), pg: treeCpuMs(rig.pgPids) };
   const result = await ask(rig.generator, { type: 'cell', spec });
   if (!result) throw new Error('the load generator answered a cell without a result');
@@ -151,7 +166,8 @@ async function report(run: {
       '\np50 +ms vs b: latency the gateway adds to the same SQL sent straight to the shard;' +
       '\nload µs/call: CPU of the load generator (the client side); srv µs/call: CPU of the echo server or' +
       '\ngateway process; pg µs/call: CPU of the shard servers. (a) and sg.* are driven by a bare grpc-js' +
-      "\nclient, typed.* by shardgate's typed client.",
+      "\nclient, typed.* by shardgate's typed client. proxy.GetAppointment is the thinnest gRPC server over" +
+      '\nPostgreSQL (grpc-js, protobuf, one pg.Pool.query per call, nothing else): the floor of any gateway.',
   );
   const problems = [...errorLines(cells), ...rig.gatewayProblems.map((p) => `gateway ${p}`)];
   if (problems.length > 0) console.log(`\nproblems seen:\n  ${problems.slice(0, 30).join('\n  ')}`);
@@ -205,6 +221,23 @@ async function startEchoServer(
     (m as { type?: unknown }).type === 'listening';
   const { port, nicePort } = await nextMessage(child, isListening);
   return { port, nicePort, pid: child.pid };
+}
+
+/** The thin proxy (bench/proxy-server.ts), given the seeded tenants; resolves once it listens. */
+async function startProxyServer(
+  nodeArgs: string[],
+  init: ProxyInit,
+  cleanup: Cleanup,
+): Promise<{ port: number; pid: number | undefined }> {
+  const child = forkScript('proxy-server.ts', nodeArgs);
+  cleanup.add('stop the proxy server', () => stopChild(child, 3_000));
+  type Listening = { type: 'listening'; port: number };
+  const isListening = (m: unknown): m is Listening =>
+    (m as { type?: unknown }).type === 'listening';
+  const listening = nextMessage(child, isListening);
+  child.send(init);
+  const { port } = await listening;
+  return { port, pid: child.pid };
 }
 
 runBench(main, progress);

@@ -12,13 +12,10 @@ import {
 } from '../src/gen/shardgate/v1/appointment.js';
 import { HandoffServiceDefinition } from '../src/gen/shardgate/v1/handoff.js';
 import { StateServiceDefinition } from '../src/gen/shardgate/v1/state.js';
-import type { Database } from '../src/pg/database.js';
-import { singleReadSql, type PointReadSpec } from '../src/pg/point-reads.js';
-import { appointments } from '../src/shards/appointments.js';
-import { quoteSchema } from '../src/shards/client-schema.js';
 import { echoPayload, echoService } from './echo-service.js';
 import { unaryCaller } from './grpc-js-client.js';
-import type { BenchTenant, Dataset, OpName } from './protocol.js';
+import type { Dataset, OpName } from './protocol.js';
+import { tenantSql } from './tenant-sql.js';
 
 /** One call of an op; `i` is a run-wide counter that spreads calls over tenants and rows. */
 export type Op = (i: number) => Promise<unknown>;
@@ -31,27 +28,6 @@ export interface Targets {
 
 /** Appointments created by the load are scheduled from here on, after every seeded one. */
 const LOAD_SLOT_MS = Date.UTC(2031, 0, 6, 8);
-
-/** The statement and parameters one of the gateway's typed queries sends, captured unrun. */
-async function captureSql(
-  run: (db: Database) => Promise<unknown>,
-): Promise<{ text: string; values: unknown[] }> {
-  let captured: { text: string; values: unknown[] } | undefined;
-  const recorder = {
-    query: (text: string, values: unknown[] = []) => {
-      captured = { text, values };
-      return Promise.resolve({ rows: [{}] });
-    },
-    // A lone point read's statement: what (b) sends for every GetAppointment.
-    readById: (spec: PointReadSpec, schema: string, id: string) => {
-      captured = { text: singleReadSql(spec, schema), values: [id] };
-      return Promise.resolve({});
-    },
-  };
-  await run(recorder as unknown as Database);
-  if (!captured) throw new Error('the typed query sent no statement');
-  return captured;
-}
 
 /** Connects to the echo server, the shards (one pg.Pool each) and the gateway. */
 export async function createTargets(data: Dataset): Promise<Targets> {
@@ -71,6 +47,8 @@ export async function createTargets(data: Dataset): Promise<Targets> {
       AppointmentServiceDefinition.methods.getAppointment,
     );
   const fromMemory = { grpcJs: getFrom(echoGrpcJs), nice: getFrom(echoNice) };
+  const proxy = new Client(data.proxyAddress, credentials.createInsecure());
+  const fromProxy = getFrom(proxy);
 
   const pools = new Map<string, pg.Pool>();
   for (const [shard, url] of Object.entries(data.shardUrls)) {
@@ -127,6 +105,7 @@ export async function createTargets(data: Dataset): Promise<Targets> {
     'echo.protobuf': (i) =>
       fromMemory.grpcJs({ clientId: route(i).clientId, id: appointmentId(i) }),
     'echo.nice-grpc': (i) => fromMemory.nice({ clientId: route(i).clientId, id: appointmentId(i) }),
+    'proxy.GetAppointment': (i) => fromProxy({ clientId: route(i).clientId, id: appointmentId(i) }),
     'pg.get': (i) => route(i).pool.query(route(i).get, [appointmentId(i)]),
     'pg.insert': (i) => route(i).pool.query(route(i).insert, insertValues(i)),
     'sg.GetAppointment': (i) =>
@@ -178,26 +157,12 @@ export async function createTargets(data: Dataset): Promise<Targets> {
       echo.close();
       echoGrpcJs.close();
       echoNice.close();
+      proxy.close();
       gateway.close();
       typed.close();
       await Promise.all([...pools.values()].map((p) => p.end()));
     },
   };
-}
-
-/** The gateway's exact GetAppointment SELECT and CreateAppointment INSERT for one tenant. */
-async function tenantSql(t: BenchTenant): Promise<{ get: string; insert: string }> {
-  const schema = quoteSchema(t.schema);
-  const get = await captureSql((db) => appointments.get(db, schema, 'x'));
-  const insert = await captureSql((db) =>
-    appointments.create(db, schema, {
-      clientPhone: 'x',
-      scheduledAt: new Date(),
-      serviceType: 'x',
-      status: 'scheduled',
-    }),
-  );
-  return { get: get.text, insert: insert.text };
 }
 
 /** client_phone, scheduled_at, service_type, status, as CreateAppointment would bind them. */
