@@ -13,6 +13,11 @@ export interface MeasuredCell extends CellResult {
   ratioToPg?: number;
   /** p50 of this cell minus p50 of its direct-pg twin: the latency the gateway adds. */
   addedP50Ms?: number;
+  /**
+   * The measured span in CLOCK_MONOTONIC µs (process.hrtime), the clock of V8 CPU profiles on
+   * Linux: `npm run bench:profile` cuts a --profile profile to it.
+   */
+  window: { fromUs: number; toUs: number };
 }
 
 const GROUP: Record<string, string> = {

@@ -128,7 +128,9 @@ async function measureCell(rig: Rig, spec: CellSpec, warmupMs: number): Promise<
         ? rig.gatewayPid
         : undefined;
   const before = { server: cpuMsOf(serverPid), pg: treeCpuMs(rig.pgPids) };
+  const fromUs = Number(process.hrtime.bigint() / 1000n);
   const result = await ask(rig.generator, { type: 'cell', spec });
+  const window = { fromUs, toUs: Number(process.hrtime.bigint() / 1000n) };
   if (!result) throw new Error('the load generator answered a cell without a result');
   const after = { server: cpuMsOf(serverPid), pg: treeCpuMs(rig.pgPids) };
   const perCall = (end?: number, start?: number): number | undefined =>
@@ -139,6 +141,7 @@ async function measureCell(rig: Rig, spec: CellSpec, warmupMs: number): Promise<
   const pg = spec.op.startsWith('echo') ? undefined : perCall(after.pg, before.pg);
   return {
     ...result,
+    window,
     ...(server === undefined ? {} : { serverCpuUsPerCall: server }),
     ...(pg === undefined ? {} : { pgCpuUsPerCall: pg }),
   };
@@ -208,6 +211,12 @@ async function main(cleanup: Cleanup): Promise<void> {
   const cells = await measureAll(rig, options);
   const file = await report({ startedAt, setupMs, options, rig, cells });
   console.log(`\nresults written to ${file}`);
+  if (options.profile) {
+    console.log(
+      'CPU profiles (one per process) are in bench/results/; to see where one process spent its CPU ' +
+        `during one cell, per call:\n  npm run bench:profile -- bench/results/<profile>.cpuprofile ${file} <op> <concurrency>`,
+    );
+  }
 }
 
 /** Forks the echo server process and waits for its two ports. */
