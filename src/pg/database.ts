@@ -34,6 +34,22 @@ export interface DatabaseOptions {
 }
 
 /**
+ * How long past the statement timeout the driver waits for any answer before it gives a
+ * connection up (pg's `query_timeout`). The server ends every statement at the statement timeout,
+ * so only a silent server (a vanished host, a dead network path) reaches this; without it a
+ * connection would wait for TCP to give up, about 15 minutes.
+ */
+export const DRIVER_TIMEOUT_GRACE_MS = 2_000;
+
+/**
+ * How long a cancelled call waits for its statement to end once cancellation is requested; past
+ * that the connection is closed instead (the server rolls back whatever it was doing), so a
+ * silent server cannot hold a cancelled call. A live server ends a cancelled statement in
+ * milliseconds.
+ */
+export const CANCEL_GRACE_MS = 500;
+
+/**
  * One PostgreSQL database: a pool shared by every client whose data lives there, plus a one-slot
  * control pool used only to cancel a running statement when a call's AbortSignal fires (grpc-js
  * does not cancel database work for you). Every error leaves as a ShardgateError.
@@ -158,8 +174,12 @@ export class Database {
     }
     const pid = (conn as unknown as { processID?: number }).processID;
     let cancelling: Promise<void> | undefined;
+    let giveUp: NodeJS.Timeout | undefined;
     const onAbort = (): void => {
       cancelling = this.#cancelBackend(pid);
+      // Closing the socket fails the running statement at once, and the server, seeing the
+      // connection go, rolls back whatever it was doing.
+      giveUp = setTimeout(() => void conn.end().catch(() => undefined), CANCEL_GRACE_MS);
     };
     signal?.addEventListener('abort', onAbort, { once: true });
     let broken: Error | undefined;
@@ -175,9 +195,10 @@ export class Database {
       );
     } finally {
       signal?.removeEventListener('abort', onAbort);
+      clearTimeout(giveUp);
       // A cancel request still on its way would hit whatever the next borrower runs; once it has
-      // landed on an idle backend PostgreSQL ignores it.
-      if (cancelling) await cancelling;
+      // landed on an idle backend PostgreSQL ignores it. A broken connection has no next borrower.
+      if (cancelling && !broken) await cancelling;
       conn.release(broken);
     }
   }
@@ -260,6 +281,10 @@ function createPool(o: DatabaseOptions, max: number): pg.Pool {
     ...(o.maxUses ? { maxUses: o.maxUses } : {}),
     application_name: 'shardgate',
     statement_timeout: o.statementTimeoutMs,
+    query_timeout: o.statementTimeoutMs + DRIVER_TIMEOUT_GRACE_MS,
+    // A connection idle towards a vanished host is found out by TCP keepalive probes.
+    keepAlive: true,
+    keepAliveInitialDelayMillis: 10_000,
     idle_in_transaction_session_timeout: Math.max(o.statementTimeoutMs, 10_000),
     // Every statement names its schema; pinning search_path keeps objects in `public` (or any
     // other schema) from shadowing the ones a query means (the CVE-2018-1058 class).
