@@ -31,16 +31,29 @@ export function pageSize(raw: number): number {
   return raw === 0 ? DEFAULT_PAGE_SIZE : Math.min(raw, MAX_PAGE_SIZE);
 }
 
-/** A single-line text of `min`..`max` characters without control characters. */
+/**
+ * A single-line text of `min`..`max` characters without control characters. Characters are
+ * Unicode code points, as PostgreSQL counts them: an emoji is one, though a JavaScript string
+ * holds it in two UTF-16 units.
+ */
 export function text(raw: string, field: string, min: number, max: number): string {
-  if (raw.length < min)
+  // Code points never outnumber UTF-16 units, so only a string near a bound needs counting.
+  if (raw.length < min || (min > 1 && raw.length < 2 * min && characters(raw) < min))
     throw invalidArgument(
       min === 1 ? `${field} is required` : `${field} must be at least ${min} characters`,
     );
-  if (raw.length > max) throw invalidArgument(`${field} must be at most ${max} characters`);
+  if (raw.length > max && characters(raw) > max)
+    throw invalidArgument(`${field} must be at most ${max} characters`);
   if (CONTROL_CHARS.test(raw))
     throw invalidArgument(`${field} must not contain control characters`);
   return raw;
+}
+
+/** Unicode code points in `s` (a surrogate pair counts once). */
+function characters(s: string): number {
+  let n = 0;
+  for (const _ of s) n++;
+  return n;
 }
 
 /** An agent name: 1 to 128 printable characters. */

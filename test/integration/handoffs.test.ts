@@ -113,6 +113,27 @@ describe('HandoffService', () => {
     expect(latest.handoff).toEqual(handoff);
   });
 
+  it('takes agent names of 128 characters, emoji included, and stores them intact', async () => {
+    const clientId = await newClient();
+    const fromAgent = '\u{1F527}'.repeat(128); // 128 characters, 256 UTF-16 units
+    const toAgent = `dispatch-${'é'.repeat(119)}`;
+    const { handoff } = await gw.client.handoffs.appendHandoff({
+      clientId,
+      handoff: { fromAgent, toAgent, version: 1, summary: { ok: true } },
+    });
+    expect(handoff?.fromAgent).toBe(fromAgent);
+    const latest = await gw.client.handoffs.getLatestHandoff({ clientId, toAgent });
+    expect(latest.handoff?.fromAgent).toBe(fromAgent);
+    const tooLong = await errorOf(
+      gw.client.handoffs.appendHandoff({
+        clientId,
+        handoff: { fromAgent: `${fromAgent}x`, toAgent, version: 1, summary: {} },
+      }),
+    );
+    expect(tooLong.code).toBe(Status.INVALID_ARGUMENT);
+    expect(tooLong.details).toContain('from_agent must be at most 128 characters');
+  });
+
   it('lists newest first and filters by from_agent, to_agent and both', async () => {
     const clientId = await newClient();
     const pairs = [

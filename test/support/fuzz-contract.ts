@@ -14,9 +14,9 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 /** True when `raw` holds a C0 control character or DEL. */
 export const hasControlCharacters = (raw: string): boolean => CONTROL.test(raw);
 
-/** Single-line text of min..max characters without control characters. */
+/** Single-line text of min..max characters (code points) without control characters. */
 export const isText = (raw: string, min: number, max: number): boolean =>
-  raw.length >= min && raw.length <= max && !CONTROL.test(raw);
+  [...raw].length >= min && [...raw].length <= max && !CONTROL.test(raw);
 
 /** Agent names: 1 to 128 printable characters. */
 export const isAgent = (raw: string): boolean => isText(raw, 1, 128);

@@ -51,6 +51,21 @@ describe('validate', () => {
     expect(JSON.parse(v.jsonObject(doc, 'summary'))).toEqual(doc);
   });
 
+  // Limits count characters (code points), as the proto comments and PostgreSQL do, not the
+  // UTF-16 units of a JavaScript string: an emoji is one character but two units.
+  it('counts text limits in characters, not UTF-16 units', () => {
+    const emoji = '\u{1F527}'; // 🔧
+    expect(emoji.length).toBe(2);
+    expect(v.agentName(emoji.repeat(128), 'from_agent')).toBe(emoji.repeat(128));
+    expect(invalid(() => v.agentName(emoji.repeat(129), 'from_agent'))).toBe(true);
+    expect(invalid(() => v.agentName(`${emoji.repeat(128)}x`, 'from_agent'))).toBe(true);
+    expect(v.text(emoji.repeat(3), 'name', 3, 10)).toBe(emoji.repeat(3));
+    // two characters in four units: fewer than the three asked for
+    expect(invalid(() => v.text(emoji.repeat(2), 'name', 3, 10))).toBe(true);
+    expect(invalid(() => v.text('ab', 'name', 3, 10))).toBe(true);
+    expect(v.text('abc', 'name', 3, 3)).toBe('abc');
+  });
+
   it('checks UUIDs, phones and timestamps', () => {
     expect(v.uuid('0b8a3f2e-7c1d-4e5f-9a6b-1c2d3e4f5a6b')).toBe(
       '0b8a3f2e-7c1d-4e5f-9a6b-1c2d3e4f5a6b',
