@@ -1,1 +1,2 @@
 export * from './shardgate-client.js';
+export * from './follow-handoffs.js';

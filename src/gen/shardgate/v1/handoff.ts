@@ -1313,8 +1313,12 @@ export const HandoffServiceDefinition = {
     },
     /**
      * Streams every handoff appended for the client from now on, optionally only those addressed
-     * to one agent, whichever gateway process wrote it. The stream ends only when the caller
-     * cancels, or with UNAVAILABLE when the client's shard cannot be reached.
+     * to one agent, whichever gateway process wrote it. The response header (`shardgate-watch:
+     * subscribed`) comes once the subscription is in place: every handoff committed after it is
+     * streamed. The stream ends only when the caller cancels, or with UNAVAILABLE when the client
+     * moved to another shard or its shard cannot be reached; to lose nothing, watch again, wait for
+     * the header, then catch up with ListHandoffs (created_after a little before the last handoff
+     * seen) and drop repeats by id. The typed client's followHandoffs does exactly that.
      */
     watchHandoffs: {
       name: "WatchHandoffs",
@@ -1353,8 +1357,12 @@ export interface HandoffServiceImplementation<CallContextExt = {}> {
   ): Promise<DeepPartial<BatchAppendHandoffsResponse>>;
   /**
    * Streams every handoff appended for the client from now on, optionally only those addressed
-   * to one agent, whichever gateway process wrote it. The stream ends only when the caller
-   * cancels, or with UNAVAILABLE when the client's shard cannot be reached.
+   * to one agent, whichever gateway process wrote it. The response header (`shardgate-watch:
+   * subscribed`) comes once the subscription is in place: every handoff committed after it is
+   * streamed. The stream ends only when the caller cancels, or with UNAVAILABLE when the client
+   * moved to another shard or its shard cannot be reached; to lose nothing, watch again, wait for
+   * the header, then catch up with ListHandoffs (created_after a little before the last handoff
+   * seen) and drop repeats by id. The typed client's followHandoffs does exactly that.
    */
   watchHandoffs(
     request: WatchHandoffsRequest,
@@ -1388,8 +1396,12 @@ export interface HandoffServiceClient<CallOptionsExt = {}> {
   ): Promise<BatchAppendHandoffsResponse>;
   /**
    * Streams every handoff appended for the client from now on, optionally only those addressed
-   * to one agent, whichever gateway process wrote it. The stream ends only when the caller
-   * cancels, or with UNAVAILABLE when the client's shard cannot be reached.
+   * to one agent, whichever gateway process wrote it. The response header (`shardgate-watch:
+   * subscribed`) comes once the subscription is in place: every handoff committed after it is
+   * streamed. The stream ends only when the caller cancels, or with UNAVAILABLE when the client
+   * moved to another shard or its shard cannot be reached; to lose nothing, watch again, wait for
+   * the header, then catch up with ListHandoffs (created_after a little before the last handoff
+   * seen) and drop repeats by id. The typed client's followHandoffs does exactly that.
    */
   watchHandoffs(
     request: DeepPartial<WatchHandoffsRequest>,
