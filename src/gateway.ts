@@ -106,12 +106,13 @@ export async function startGateway(
     cacheTrusted: () => catalog.watching,
   });
 
+  const feed = new HandoffFeed(pools);
   let topologyChain = Promise.resolve();
   const refreshTopology = (): Promise<void> =>
     (topologyChain = topologyChain
       .then(async () => {
         const topology = await catalog.loadTopology();
-        await pools.sync(topology.shards);
+        await feed.reconnect(await pools.sync(topology.shards));
         const active = topology.shards.filter((s) => s.state === 'active');
         router.setRing(active, topology.vnodes, topology.epoch);
       })
@@ -130,7 +131,6 @@ export async function startGateway(
   });
   await refreshTopology();
 
-  const feed = new HandoffFeed(pools);
   const journal = new MoveJournal(catalogDb);
   const mover = new TenantMover({
     catalog,
@@ -154,7 +154,7 @@ export async function startGateway(
     verifier,
     audit: new AuditLog(catalogDb),
     refreshTopology,
-    probeShard: (url, signal) => probeShard(url, config, signal, log),
+    probeShard: (url, signal, schemas) => probeShard(url, config, signal, log, schemas),
     log,
   };
   const { server, health } = createGrpcServer(context);
@@ -193,15 +193,17 @@ export async function startGateway(
 const MOVE_RECOVERY_INTERVAL_MS = 3_000;
 
 /**
- * Connects to a would-be shard; returns which database it is (UNAVAILABLE when it does not answer).
- * A superuser URL is refused (FAILED_PRECONDITION) unless database.allowSuperuser.
+ * Connects to a would-be shard; returns which database it is (UNAVAILABLE when it does not answer)
+ * and how many of `schemas` it lacks. A superuser URL is refused (FAILED_PRECONDITION) unless
+ * database.allowSuperuser.
  */
 async function probeShard(
   url: string,
   config: GatewayConfig,
   signal: AbortSignal,
   log: Logger,
-): Promise<string> {
+  schemas: readonly string[] = [],
+): Promise<{ identity: string; missingSchemas: number }> {
   const db = new Database({
     ...config.pool,
     max: 1,
@@ -212,7 +214,12 @@ async function probeShard(
   try {
     const identity = await databaseIdentity(db, signal);
     await checkDatabaseRoles([{ url, label: 'the new shard', shard: true }], config, log);
-    return identity;
+    const present = await db.query<{ n: string }>(
+      'SELECT count(*) AS n FROM pg_catalog.pg_namespace WHERE nspname = ANY($1::text[])',
+      [schemas],
+      signal,
+    );
+    return { identity, missingSchemas: schemas.length - Number(present.rows[0]!.n) };
   } finally {
     await db.close();
   }

@@ -60,7 +60,7 @@ export function createAdminService(ctx: GatewayContext): AdminServiceImplementat
       const name = parseShardName(req.name, 'name');
       checkShardUrl(req.dsn);
       const weight = req.weight === 0 ? 100 : shardWeight(req.weight);
-      const identity = await ctx.probeShard(req.dsn, signal);
+      const { identity } = await ctx.probeShard(req.dsn, signal);
       await refuseKnownDatabase(ctx, identity, signal);
       const change = await ctx.topologyAdmin.addShard({ name, url: req.dsn, weight }, signal);
       await ctx.refreshTopology();
@@ -93,6 +93,30 @@ export function createAdminService(ctx: GatewayContext): AdminServiceImplementat
       return { shard: await withCount(change.shard, signal), ringEpoch: change.epoch };
     },
 
+    async setShardDsn(req, { signal }) {
+      const name = parseShardName(req.name, 'name');
+      checkShardUrl(req.dsn);
+      const topology = await ctx.catalog.loadTopology(signal);
+      if (!topology.shards.some((s) => s.name === name)) {
+        throw new ShardgateError('not-found', `shard '${name}' does not exist`);
+      }
+      const schemas = (await ctx.catalog.listPlacements(signal))
+        .filter((p) => p.shard === name)
+        .map((p) => p.schema);
+      const probe = await ctx.probeShard(req.dsn, signal, schemas);
+      if (probe.missingSchemas > 0) {
+        throw new ShardgateError(
+          'failed-precondition',
+          `that database lacks the schemas of ${probe.missingSchemas} of the ${schemas.length} ` +
+            `client(s) placed on shard '${name}': it is not this shard's database`,
+        );
+      }
+      await refuseKnownDatabase(ctx, probe.identity, signal, name);
+      const change = await ctx.topologyAdmin.setUrl(name, req.dsn, signal);
+      await ctx.refreshTopology();
+      return { shard: await withCount(change.shard, signal), ringEpoch: change.epoch };
+    },
+
     ...createMoveHandlers(ctx),
     ...createTokenHandlers(ctx),
     ...createAuditHandlers(ctx),
@@ -104,10 +128,12 @@ async function refuseKnownDatabase(
   ctx: GatewayContext,
   identity: string,
   signal: AbortSignal,
+  /** The shard whose own database this may be (SetShardDsn). */
+  except?: string,
 ): Promise<void> {
   const topology = await ctx.catalog.loadTopology(signal);
   for (const shard of topology.shards) {
-    if (!ctx.pools.has(shard.name)) continue;
+    if (shard.name === except || !ctx.pools.has(shard.name)) continue;
     const known = await databaseIdentity(ctx.pools.get(shard.name), signal).catch(() => undefined);
     if (known === identity) {
       throw new ShardgateError(

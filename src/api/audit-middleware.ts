@@ -65,6 +65,10 @@ export const auditedMethods: ReadonlyMap<string, AuditRule> = new Map([
   audited(Admin, Admin.methods.drainShard, { target: byName }),
   audited(Admin, Admin.methods.removeShard, { target: byName }),
   audited(Admin, Admin.methods.setShardWeight, { target: byName }),
+  audited(Admin, Admin.methods.setShardDsn, {
+    target: byName,
+    redact: (r) => ({ ...r, dsn: redactDsn(r.dsn) }),
+  }),
   audited(Admin, Admin.methods.moveTenant, { target: byClient }),
   audited(Admin, Admin.methods.rebalance),
   audited(Admin, Admin.methods.cancelMove, { target: byId }),

@@ -33,8 +33,15 @@ export interface GatewayContext {
   readonly verifier: TokenVerifier;
   /** Reloads shards and ring from the catalog now (other replicas follow by NOTIFY). */
   refreshTopology(): Promise<void>;
-  /** Checks a new shard answers before it is registered and returns its database identity. */
-  probeShard(url: string, signal: AbortSignal): Promise<string>;
+  /**
+   * Checks a would-be shard URL answers (and is not a refused superuser) before it is registered;
+   * returns its database identity and how many of `schemas` it lacks.
+   */
+  probeShard(
+    url: string,
+    signal: AbortSignal,
+    schemas?: readonly string[],
+  ): Promise<{ identity: string; missingSchemas: number }>;
   readonly log: { warn(obj: object, msg: string): void; error(obj: object, msg: string): void };
 }
 

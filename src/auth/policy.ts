@@ -67,6 +67,7 @@ export const methodPolicy: Readonly<Record<string, Access>> = Object.freeze({
   [`${M}DrainShard`]: 'admin',
   [`${M}RemoveShard`]: 'admin',
   [`${M}SetShardWeight`]: 'admin',
+  [`${M}SetShardDsn`]: 'admin',
   [`${M}PlanRebalance`]: 'admin',
   [`${M}MoveTenant`]: 'admin',
   [`${M}Rebalance`]: 'admin',

@@ -46,14 +46,24 @@ export class TopologyAdmin {
     return this.#update(name, 'weight = $2', weight, signal);
   }
 
+  /** A new connection URL for a shard; refused while a move to or from it runs. */
+  async setUrl(name: ShardName, url: string, signal?: AbortSignal): Promise<ShardChange> {
+    return this.#db.transaction(signal, async (tx) => {
+      await lockShard(tx, name);
+      await refuseWhileMoving(tx, name);
+      const res = await tx.query<ShardRecord>(
+        `UPDATE shardgate.shards SET url = $2, updated_at = now() WHERE name = $1
+         RETURNING ${SHARD_COLUMNS}`,
+        [name, url],
+      );
+      return { shard: res.rows[0]!, epoch: await bumpEpoch(tx) };
+    });
+  }
+
   /** Unregisters a shard; refused while tenants are placed there or moves involve it. */
   async removeShard(name: ShardName, signal?: AbortSignal): Promise<number> {
     return this.#db.transaction(signal, async (tx) => {
-      const shard = await tx.query('SELECT 1 FROM shardgate.shards WHERE name = $1 FOR UPDATE', [
-        name,
-      ]);
-      if (shard.rowCount === 0)
-        throw new ShardgateError('not-found', `shard '${name}' does not exist`);
+      await lockShard(tx, name);
       const held = await tx.query<{ n: string }>(
         'SELECT count(*) AS n FROM shardgate.tenants WHERE shard = $1',
         [name],
@@ -65,16 +75,7 @@ export class TopologyAdmin {
           `shard '${name}' still holds ${n} client(s); drain it and run Rebalance first`,
         );
       }
-      const moving = await tx.query(
-        `SELECT 1 FROM shardgate.moves WHERE state = 'running' AND $1 IN (source_shard, target_shard) LIMIT 1`,
-        [name],
-      );
-      if ((moving.rowCount ?? 0) > 0) {
-        throw new ShardgateError(
-          'failed-precondition',
-          `a move to or from shard '${name}' is running`,
-        );
-      }
+      await refuseWhileMoving(tx, name);
       await tx.query('DELETE FROM shardgate.shards WHERE name = $1', [name]);
       return bumpEpoch(tx);
     });
@@ -94,6 +95,22 @@ export class TopologyAdmin {
       if (!res.rows[0]) throw new ShardgateError('not-found', `shard '${name}' does not exist`);
       return { shard: res.rows[0], epoch: await bumpEpoch(tx) };
     });
+  }
+}
+
+/** Locks the shard's row for the transaction; NOT_FOUND when there is none. */
+async function lockShard(tx: Queryable, name: ShardName): Promise<void> {
+  const shard = await tx.query('SELECT 1 FROM shardgate.shards WHERE name = $1 FOR UPDATE', [name]);
+  if (shard.rowCount === 0) throw new ShardgateError('not-found', `shard '${name}' does not exist`);
+}
+
+async function refuseWhileMoving(tx: Queryable, name: ShardName): Promise<void> {
+  const moving = await tx.query(
+    `SELECT 1 FROM shardgate.moves WHERE state = 'running' AND $1 IN (source_shard, target_shard) LIMIT 1`,
+    [name],
+  );
+  if ((moving.rowCount ?? 0) > 0) {
+    throw new ShardgateError('failed-precondition', `a move to or from shard '${name}' is running`);
   }
 }
 

@@ -6,7 +6,8 @@ import { renderLocate, renderShardChange, renderTopology } from './render.js';
 
 /** The topology commands: reading the shards and placements, and changing the shard set. */
 export function addTopologyCommands(program: Command): void {
-  for (const add of [topology, locate, addShard, drain, removeShard, setWeight]) add(program);
+  for (const add of [topology, locate, addShard, drain, removeShard, setWeight, setDsn])
+    add(program);
 }
 
 function topology(program: Command): void {
@@ -86,6 +87,25 @@ function setWeight(program: Command): void {
       withContext(cmd, async (ctx) => {
         const r = await ctx.admin.setShardWeight({ name, weight });
         ctx.print(toJson.shardChange(r), () => renderShardChange('reweighted', r));
+      }),
+    );
+}
+
+function setDsn(program: Command): void {
+  program
+    .command('set-dsn')
+    .description(
+      "change a shard's connection URL (a rotated password, a new host): every gateway reconnects",
+    )
+    .argument('<shard>', 'the shard to change', parseArg.shardName)
+    .argument(
+      '<dsn>',
+      "postgres:// URL of the shard's database; gateways and other shards must reach it",
+    )
+    .action((name: string, dsn: string, _opts, cmd: Command) =>
+      withContext(cmd, async (ctx) => {
+        const r = await ctx.admin.setShardDsn({ name, dsn });
+        ctx.print(toJson.shardChange(r), () => renderShardChange('reconnected', r));
       }),
     );
 }

@@ -61,6 +61,28 @@ export class HandoffFeed {
     };
   }
 
+  /**
+   * Ends the watches of shards whose connection changed (SetShardDsn, RemoveShard) with
+   * UNAVAILABLE, so their callers watch again over the shard's new connection.
+   */
+  async reconnect(shards: readonly string[]): Promise<void> {
+    for (const shard of shards) {
+      const entry = this.#feeds.get(shard);
+      if (!entry) continue;
+      const feed = await entry.opening.catch(() => undefined);
+      if (feed && !feed.closed) {
+        this.#fail(
+          shard,
+          feed,
+          new ShardgateError(
+            'unavailable',
+            `the connection of shard '${shard}' changed; watch again`,
+          ),
+        );
+      }
+    }
+  }
+
   /** Ends every watch with UNAVAILABLE (so callers reconnect elsewhere) and closes the feeds. */
   async close(): Promise<void> {
     const entries = [...this.#feeds.entries()];

@@ -33,13 +33,18 @@ export class ShardPools {
     return this.#dbs.has(name);
   }
 
-  /** Opens pools for new shards and closes those of shards that are gone or changed. */
-  async sync(targets: readonly ShardTarget[]): Promise<void> {
+  /**
+   * Opens pools for new shards and closes those of shards that are gone or changed; returns the
+   * names of the closed ones.
+   */
+  async sync(targets: readonly ShardTarget[]): Promise<string[]> {
     const wanted = new Map(targets.map((t) => [t.name, t.url]));
     const closing: Promise<void>[] = [];
+    const closed: string[] = [];
     for (const [name, entry] of this.#dbs) {
       if (wanted.get(name) !== entry.url) {
         this.#dbs.delete(name);
+        closed.push(name);
         closing.push(entry.db.close());
       }
     }
@@ -55,6 +60,7 @@ export class ShardPools {
       this.#dbs.set(name, { url, db });
     }
     await Promise.allSettled(closing);
+    return closed;
   }
 
   /** The URL a shard's pool connects to (for LISTEN connections). */

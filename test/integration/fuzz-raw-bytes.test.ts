@@ -43,6 +43,7 @@ const GUARDED = new Set([
   'DrainShard',
   'RemoveShard',
   'SetShardWeight',
+  'SetShardDsn',
   'MoveTenant',
   'Rebalance',
   'CancelMove',

@@ -174,6 +174,17 @@ describe('shardctl', () => {
       stdout: '',
       stderr: 'shardctl: INVALID_ARGUMENT: weight must be 1 to 10000\n',
     });
+
+    // The same database by another spelling of its URL (a rotated password looks the same).
+    const url = new URL(shardUrls.get('shard-3')!);
+    url.hostname = 'localhost';
+    const reconnected = await json<JsonOf<'shardChange'>>('set-dsn', 'shard-3', url.toString());
+    expect(reconnected.shard?.address).toBe(`localhost:${url.port}${url.pathname}`);
+    expect(reconnected.ringEpoch).toBe(before + 3);
+    shardUrls.set('shard-3', url.toString());
+    const garbled = await shardctl(gw.gateway.address, ['set-dsn', 'shard-3', 'not a url']);
+    expect(garbled.code).toBe(1);
+    expect(garbled.stderr).toMatch(/^shardctl: INVALID_ARGUMENT: dsn must be a postgres:/);
   });
 
   it('move moves one client, locate shows the new shard and moves lists the move', async () => {

@@ -171,6 +171,9 @@ export function methodCases(f: MethodFixtures): MethodCase[] {
     c(`${M}SetShardWeight`, 'admin', Status.NOT_FOUND, (k) =>
       k.admin.setShardWeight({ name: 'no-such-shard', weight: 100 }),
     ),
+    c(`${M}SetShardDsn`, 'admin', Status.NOT_FOUND, (k) =>
+      k.admin.setShardDsn({ name: 'no-such-shard', dsn: 'postgres://gw:pw@127.0.0.1:1/db' }),
+    ),
     c(`${M}PlanRebalance`, 'admin', Status.OK, (k) => k.admin.planRebalance({ limit: 1 })),
     c(`${M}MoveTenant`, 'admin', Status.INVALID_ARGUMENT, (k, id) =>
       first(k.admin.moveTenant({ clientId: id, toShard: 'Not A Shard' })),

@@ -49,6 +49,7 @@ describe('the audited method list', () => {
         '/shardgate.v1.AdminService/RemoveShard',
         '/shardgate.v1.AdminService/RevokeToken',
         '/shardgate.v1.AdminService/SetShardWeight',
+        '/shardgate.v1.AdminService/SetShardDsn',
         '/shardgate.v1.TenantService/ChurnTenant',
         '/shardgate.v1.TenantService/ReactivateTenant',
       ].sort(),
@@ -58,6 +59,18 @@ describe('the audited method list', () => {
 });
 
 describe('what an audited call records', () => {
+  it('keeps the DSN of SetShardDsn without its password', () => {
+    const r = rule('/shardgate.v1.AdminService/SetShardDsn');
+    const request = { name: 'shard-2', dsn: 'postgres://gw:n3w-s3cret@db2.internal:5432/shard2' };
+    const json = auditedRequestJson(r, request);
+    expect(JSON.parse(json)).toEqual({
+      name: 'shard-2',
+      dsn: 'postgres://gw@db2.internal:5432/shard2',
+    });
+    expect(json).not.toMatch(/n3w-s3cret/);
+    expect(r.target(request)).toBe('shard-2');
+  });
+
   it('keeps the DSN of AddShard without its password or query', () => {
     const r = rule('/shardgate.v1.AdminService/AddShard');
     const request = {

@@ -103,6 +103,7 @@ const admin: AdminServiceImplementation = {
   drainShard: unimplemented,
   removeShard: unimplemented,
   setShardWeight: unimplemented,
+  setShardDsn: unimplemented,
   planRebalance: unimplemented,
   // eslint-disable-next-line require-yield
   moveTenant: async function* () {

@@ -371,6 +371,27 @@ export interface SetShardWeightResponse {
   ringEpoch: number;
 }
 
+/** Request for SetShardDsn. */
+export interface SetShardDsnRequest {
+  /** The shard to change. */
+  name: string;
+  /**
+   * The new postgres:// connection URL of the shard database, reachable from every gateway and
+   * every other shard's PostgreSQL server.
+   */
+  dsn: string;
+}
+
+/** Response of SetShardDsn. */
+export interface SetShardDsnResponse {
+  /** The shard after the change. */
+  shard?:
+    | Shard
+    | undefined;
+  /** The ring's epoch after the change. */
+  ringEpoch: number;
+}
+
 /** One client a rebalance would move. */
 export interface PlannedMove {
   /** The client. */
@@ -1845,6 +1866,180 @@ export const SetShardWeightResponse: MessageFns<SetShardWeightResponse> = {
   },
   fromPartial(object: DeepPartial<SetShardWeightResponse>): SetShardWeightResponse {
     const message = createBaseSetShardWeightResponse();
+    message.shard = (object.shard !== undefined && object.shard !== null) ? Shard.fromPartial(object.shard) : undefined;
+    message.ringEpoch = object.ringEpoch ?? 0;
+    return message;
+  },
+};
+
+function createBaseSetShardDsnRequest(): SetShardDsnRequest {
+  return { name: "", dsn: "" };
+}
+
+export const SetShardDsnRequest: MessageFns<SetShardDsnRequest> = {
+  encode(message: SetShardDsnRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.dsn !== "") {
+      writer.uint32(18).string(message.dsn);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SetShardDsnRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSetShardDsnRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.dsn = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SetShardDsnRequest {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      dsn: isSet(object.dsn) ? globalThis.String(object.dsn) : "",
+    };
+  },
+
+  toJSON(message: SetShardDsnRequest): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.dsn !== "") {
+      obj.dsn = message.dsn;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<SetShardDsnRequest>): SetShardDsnRequest {
+    return SetShardDsnRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<SetShardDsnRequest>): SetShardDsnRequest {
+    const message = createBaseSetShardDsnRequest();
+    message.name = object.name ?? "";
+    message.dsn = object.dsn ?? "";
+    return message;
+  },
+};
+
+function createBaseSetShardDsnResponse(): SetShardDsnResponse {
+  return { shard: undefined, ringEpoch: 0 };
+}
+
+export const SetShardDsnResponse: MessageFns<SetShardDsnResponse> = {
+  encode(message: SetShardDsnResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.shard !== undefined) {
+      Shard.encode(message.shard, writer.uint32(10).fork()).join();
+    }
+    if (message.ringEpoch !== 0) {
+      writer.uint32(16).int64(message.ringEpoch);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SetShardDsnResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSetShardDsnResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.shard = Shard.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.ringEpoch = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SetShardDsnResponse {
+    return {
+      shard: isSet(object.shard) ? Shard.fromJSON(object.shard) : undefined,
+      ringEpoch: isSet(object.ringEpoch)
+        ? globalThis.Number(object.ringEpoch)
+        : isSet(object.ring_epoch)
+        ? globalThis.Number(object.ring_epoch)
+        : 0,
+    };
+  },
+
+  toJSON(message: SetShardDsnResponse): unknown {
+    const obj: any = {};
+    if (message.shard !== undefined) {
+      obj.shard = Shard.toJSON(message.shard);
+    }
+    if (message.ringEpoch !== 0) {
+      obj.ringEpoch = Math.round(message.ringEpoch);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<SetShardDsnResponse>): SetShardDsnResponse {
+    return SetShardDsnResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<SetShardDsnResponse>): SetShardDsnResponse {
+    const message = createBaseSetShardDsnResponse();
     message.shard = (object.shard !== undefined && object.shard !== null) ? Shard.fromPartial(object.shard) : undefined;
     message.ringEpoch = object.ringEpoch ?? 0;
     return message;
@@ -4623,6 +4818,21 @@ export const AdminServiceDefinition = {
       responseStream: false,
       options: {},
     },
+    /**
+     * Changes the connection URL of a shard: a rotated password, a new host after a failover or a
+     * restore. The new URL must reach a database that holds the schema of every client placed on
+     * the shard and is no other shard's (FAILED_PRECONDITION, ALREADY_EXISTS); refused while a move
+     * to or from the shard runs. Every gateway reconnects to it; open WatchHandoffs streams of the
+     * shard end UNAVAILABLE so they are made again over the new URL.
+     */
+    setShardDsn: {
+      name: "SetShardDsn",
+      requestType: SetShardDsnRequest as typeof SetShardDsnRequest,
+      requestStream: false,
+      responseType: SetShardDsnResponse as typeof SetShardDsnResponse,
+      responseStream: false,
+      options: {},
+    },
     /** Dry run: which clients a rebalance would move where, and why, with their sizes. */
     planRebalance: {
       name: "PlanRebalance",
@@ -4750,6 +4960,17 @@ export interface AdminServiceImplementation<CallContextExt = {}> {
     request: SetShardWeightRequest,
     context: CallContext & CallContextExt,
   ): Promise<DeepPartial<SetShardWeightResponse>>;
+  /**
+   * Changes the connection URL of a shard: a rotated password, a new host after a failover or a
+   * restore. The new URL must reach a database that holds the schema of every client placed on
+   * the shard and is no other shard's (FAILED_PRECONDITION, ALREADY_EXISTS); refused while a move
+   * to or from the shard runs. Every gateway reconnects to it; open WatchHandoffs streams of the
+   * shard end UNAVAILABLE so they are made again over the new URL.
+   */
+  setShardDsn(
+    request: SetShardDsnRequest,
+    context: CallContext & CallContextExt,
+  ): Promise<DeepPartial<SetShardDsnResponse>>;
   /** Dry run: which clients a rebalance would move where, and why, with their sizes. */
   planRebalance(
     request: PlanRebalanceRequest,
@@ -4830,6 +5051,17 @@ export interface AdminServiceClient<CallOptionsExt = {}> {
     request: DeepPartial<SetShardWeightRequest>,
     options?: CallOptions & CallOptionsExt,
   ): Promise<SetShardWeightResponse>;
+  /**
+   * Changes the connection URL of a shard: a rotated password, a new host after a failover or a
+   * restore. The new URL must reach a database that holds the schema of every client placed on
+   * the shard and is no other shard's (FAILED_PRECONDITION, ALREADY_EXISTS); refused while a move
+   * to or from the shard runs. Every gateway reconnects to it; open WatchHandoffs streams of the
+   * shard end UNAVAILABLE so they are made again over the new URL.
+   */
+  setShardDsn(
+    request: DeepPartial<SetShardDsnRequest>,
+    options?: CallOptions & CallOptionsExt,
+  ): Promise<SetShardDsnResponse>;
   /** Dry run: which clients a rebalance would move where, and why, with their sizes. */
   planRebalance(
     request: DeepPartial<PlanRebalanceRequest>,
