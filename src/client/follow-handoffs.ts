@@ -109,7 +109,11 @@ function isUnavailable(err: unknown): boolean {
   return err === undefined || (err instanceof ClientError && err.code === Status.UNAVAILABLE);
 }
 
-/** Handoffs created at or after `fromMs`, oldest first. */
+/**
+ * Handoffs created at or after `fromMs`, oldest first. ListHandoffs pages newest first, so the
+ * whole catch-up is read before any of it is passed on: a resume point far back reads (and
+ * holds) everything since.
+ */
 async function catchUp(
   client: ShardgateClient,
   request: FollowHandoffsRequest,
