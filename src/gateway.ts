@@ -86,11 +86,9 @@ export async function startGateway(
     config.shards.map((s) => ({ name: s.name as ShardName, url: s.url, weight: s.weight })),
     config.ring.vnodes,
   );
-  await checkDatabaseRoles(
-    shardTargets((await catalog.loadTopology()).shards, config.shards),
-    config,
-    log,
-  );
+  const registered = (await catalog.loadTopology()).shards;
+  warnOfIgnoredUrls(config.shards, registered, log);
+  await checkDatabaseRoles(shardTargets(registered, config.shards), config, log);
 
   const tokens = new TokenStore(catalogDb);
   const verifier = new TokenVerifier({
@@ -222,6 +220,27 @@ async function probeShard(
     return { identity, missingSchemas: schemas.length - Number(present.rows[0]!.n) };
   } finally {
     await db.close();
+  }
+}
+
+/**
+ * Configured shards are registered only when absent, so a changed URL in the configuration (a
+ * rotated password, a new host) is not used: say so, without the URL (it holds a password).
+ */
+function warnOfIgnoredUrls(
+  configured: readonly { name: string; url: string }[],
+  registered: readonly { name: string; url: string }[],
+  log: Logger,
+): void {
+  for (const c of configured) {
+    const r = registered.find((s) => s.name === c.name);
+    if (r && r.url !== c.url) {
+      log.warn(
+        { shard: c.name },
+        `the configured URL of shard '${c.name}' differs from the one registered in the catalog, ` +
+          `which every gateway uses; to change it: shardctl set-dsn ${c.name} <dsn>`,
+      );
+    }
   }
 }
 

@@ -1,4 +1,5 @@
 import { Status } from 'nice-grpc';
+import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { followHandoffs } from '../../src/client/index.js';
 import type { Handoff } from '../../src/gen/shardgate/v1/handoff.js';
@@ -143,6 +144,29 @@ describe('SetShardDsn', () => {
     expect(unreachable.code).toBe(Status.UNAVAILABLE);
     expect(await addressOf('shard-1')).toBe(address);
     await gw.client.admin.removeShard({ name: 'spare' });
+  });
+
+  it('warns at start when the configured URL of a shard is not the registered one, and uses the registered one', async () => {
+    const lines: string[] = [];
+    const log = pino({ level: 'warn' }, { write: (line: string) => void lines.push(line) });
+    const stale = new URL(proxy.url);
+    stale.password = 'configured-secret';
+    const configured: TestTopology = {
+      ...topology,
+      shards: topology.shards.map((s) =>
+        s.name === 'shard-1' ? { ...s, url: stale.toString() } : s,
+      ),
+    };
+    const third = await startTestGateway(configured, {}, { log });
+    try {
+      expect(third.gateway.context.pools.urlOf('shard-1')).toBe(shard1Url);
+      const warnings = lines.filter((l) => l.includes('differs from the one registered'));
+      expect(warnings).toHaveLength(1);
+      expect(warnings[0]).toContain('shardctl set-dsn shard-1 <dsn>');
+      expect(lines.join('')).not.toContain('configured-secret');
+    } finally {
+      await third.close();
+    }
   });
 
   it('is refused while a move to or from the shard runs', async () => {

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { pino } from 'pino';
+import { pino, type Logger } from 'pino';
 import pg from 'pg';
 import { inject } from 'vitest';
 import {
@@ -104,7 +104,13 @@ export const silentLog = pino({ level: process.env.SHARDGATE_TEST_LOG ?? 'silent
 export async function startTestGateway(
   topology: TestTopology,
   overrides: Partial<GatewayConfig> = {},
-  options: { failpoints?: Failpoints; token?: string; tls?: ShardgateTlsOptions } = {},
+  options: {
+    failpoints?: Failpoints;
+    token?: string;
+    tls?: ShardgateTlsOptions;
+    /** The gateway's logger; default silent. */
+    log?: Logger;
+  } = {},
 ): Promise<TestGateway> {
   const config = configSchema.parse({
     listen: '127.0.0.1:0',
@@ -112,7 +118,7 @@ export async function startTestGateway(
     shards: topology.shards,
     ...overrides,
   }) as GatewayConfig & { catalogUrl: string };
-  const gateway = await startGateway(config, silentLog, options);
+  const gateway = await startGateway(config, options.log ?? silentLog, options);
   const client = createShardgateClient({
     address: gateway.address,
     defaultDeadlineMs: 15_000,
