@@ -110,7 +110,7 @@ export async function startGateway(
     (topologyChain = topologyChain
       .then(async () => {
         const topology = await catalog.loadTopology();
-        await feed.reconnect(await pools.sync(topology.shards));
+        await feed.reconnect(pools.sync(topology.shards));
         const active = topology.shards.filter((s) => s.state === 'active');
         router.setRing(active, topology.vnodes, topology.epoch);
       })

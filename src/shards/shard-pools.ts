@@ -16,6 +16,8 @@ export class ShardPools {
   readonly #config: PoolConfig;
   readonly #onError: (shard: string, err: Error) => void;
   readonly #dbs = new Map<string, { url: string; db: Database }>();
+  /** Pools `sync` took out of service whose statements are still finishing. */
+  readonly #closing = new Set<Promise<void>>();
 
   constructor(config: PoolConfig, onError: (shard: string, err: Error) => void) {
     this.#config = config;
@@ -35,17 +37,23 @@ export class ShardPools {
 
   /**
    * Opens pools for new shards and closes those of shards that are gone or changed; returns the
-   * names of the closed ones.
+   * names of the closed ones. It does not wait for a closed pool's statements to end: a shard
+   * moved to a new URL because its old host went silent must not hold up the topology.
    */
-  async sync(targets: readonly ShardTarget[]): Promise<string[]> {
+  sync(targets: readonly ShardTarget[]): string[] {
     const wanted = new Map(targets.map((t) => [t.name, t.url]));
-    const closing: Promise<void>[] = [];
     const closed: string[] = [];
     for (const [name, entry] of this.#dbs) {
       if (wanted.get(name) !== entry.url) {
         this.#dbs.delete(name);
         closed.push(name);
-        closing.push(entry.db.close());
+        const closing = entry.db
+          .close()
+          .catch((err: unknown) =>
+            this.#onError(name, err instanceof Error ? err : new Error(String(err))),
+          );
+        this.#closing.add(closing);
+        void closing.finally(() => this.#closing.delete(closing));
       }
     }
     for (const [name, url] of wanted) {
@@ -59,7 +67,6 @@ export class ShardPools {
       });
       this.#dbs.set(name, { url, db });
     }
-    await Promise.allSettled(closing);
     return closed;
   }
 
@@ -70,9 +77,10 @@ export class ShardPools {
     return entry.url;
   }
 
+  /** Closes every pool, and waits for those `sync` closed to finish too. */
   async close(): Promise<void> {
     const all = [...this.#dbs.values()].map((e) => e.db.close());
     this.#dbs.clear();
-    await Promise.allSettled(all);
+    await Promise.allSettled([...all, ...this.#closing]);
   }
 }

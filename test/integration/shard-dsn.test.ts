@@ -112,6 +112,26 @@ describe('SetShardDsn', () => {
     );
   });
 
+  it('moves off a shard URL that went silent at once, without waiting for its stuck statements', async () => {
+    const [clientId] = onShard1;
+    await gw.client.admin.setShardDsn({ name: 'shard-1', dsn: proxy.url });
+    await gw.client.state.getState({ clientId: clientId! }); // a pooled connection via the proxy
+    proxy.freeze();
+    try {
+      // A call stuck on the silent path, as calls are when a host dies…
+      const stuck = gw.client.state.getState({ clientId: clientId! }, { deadline: 60_000 });
+      stuck.catch(() => undefined);
+      await new Promise((r) => setTimeout(r, 100));
+      // …does not hold up the operator pointing the shard at its new address.
+      const started = Date.now();
+      await gw.client.admin.setShardDsn({ name: 'shard-1', dsn: shard1Url }, { deadline: 5_000 });
+      expect(Date.now() - started).toBeLessThan(3_000);
+      expect((await gw.client.state.getState({ clientId: clientId! })).state?.version).toBe(0);
+    } finally {
+      proxy.thaw();
+    }
+  });
+
   it("refuses a database that is not the shard's, or is another shard's, and changes nothing", async () => {
     const address = await addressOf('shard-1');
     // An empty database: none of shard-1's client schemas.
