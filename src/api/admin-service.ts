@@ -132,15 +132,19 @@ async function refuseKnownDatabase(
   except?: string,
 ): Promise<void> {
   const topology = await ctx.catalog.loadTopology(signal);
-  for (const shard of topology.shards) {
-    if (shard.name === except || !ctx.pools.has(shard.name)) continue;
-    const known = await databaseIdentity(ctx.pools.get(shard.name), signal).catch(() => undefined);
-    if (known === identity) {
-      throw new ShardgateError(
-        'already-exists',
-        `that database is already registered as shard '${shard.name}'`,
-      );
-    }
+  const others = topology.shards.filter((s) => s.name !== except && ctx.pools.has(s.name));
+  // In parallel, each bounded: a silent shard must not hold the call. One that cannot answer is
+  // passed over; a move between two names of one database is still refused (checkMoveTarget).
+  const probe = AbortSignal.any([signal, AbortSignal.timeout(ctx.config.pool.connectionTimeoutMs)]);
+  const known = await Promise.all(
+    others.map((s) => databaseIdentity(ctx.pools.get(s.name), probe).catch(() => undefined)),
+  );
+  const same = others.find((_, i) => known[i] === identity);
+  if (same) {
+    throw new ShardgateError(
+      'already-exists',
+      `that database is already registered as shard '${same.name}'`,
+    );
   }
 }
 

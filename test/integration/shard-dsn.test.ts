@@ -132,6 +132,26 @@ describe('SetShardDsn', () => {
     }
   });
 
+  it('registers a shard while another one is silent, within the probe bound', async () => {
+    await gw.client.admin.setShardDsn({ name: 'shard-1', dsn: proxy.url });
+    await gw.client.state.getState({ clientId: onShard1[0]! }); // a pooled connection via the proxy
+    const fresh = await createDatabase(inject('pgServers')[1]!.adminUrl, `t_${uniqueSuffix()}_new`);
+    proxy.freeze();
+    try {
+      const started = Date.now();
+      const { shard } = await gw.client.admin.addShard(
+        { name: 'while-silent', dsn: fresh, weight: 1 },
+        { deadline: 10_000 },
+      );
+      expect(shard?.name).toBe('while-silent');
+      expect(Date.now() - started).toBeLessThan(6_000);
+    } finally {
+      proxy.thaw();
+    }
+    await gw.client.admin.removeShard({ name: 'while-silent' });
+    await gw.client.admin.setShardDsn({ name: 'shard-1', dsn: shard1Url });
+  });
+
   it("refuses a database that is not the shard's, or is another shard's, and changes nothing", async () => {
     const address = await addressOf('shard-1');
     // An empty database: none of shard-1's client schemas.
