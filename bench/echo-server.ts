@@ -7,47 +7,24 @@
  * - a nice-grpc server answering GetAppointment from memory (`echo.nice-grpc`): that plus the
  *   server framework the gateway is built on.
  */
-import {
-  Server,
-  ServerCredentials,
-  type sendUnaryData,
-  type ServerUnaryCall,
-  type ServiceDefinition,
-} from '@grpc/grpc-js';
+import { Server, ServerCredentials, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
 import { createServer } from 'nice-grpc';
 import {
   AppointmentServiceDefinition,
   type AppointmentServiceImplementation,
   type GetAppointmentRequest,
-  GetAppointmentRequest as RequestCodec,
   GetAppointmentResponse,
 } from '../src/gen/shardgate/v1/appointment.js';
-import { echoPayload, echoService } from './echo-service.js';
+import { echoPayload, echoService, getAppointmentService } from './echo-service.js';
 
 const answer: GetAppointmentResponse = GetAppointmentResponse.decode(echoPayload());
-const path = (name: string): string => `/${AppointmentServiceDefinition.fullName}/${name}`;
-
-/** GetAppointment alone, with ts-proto's codecs, as a grpc-js service. */
-const getAppointmentOnly: ServiceDefinition = {
-  getAppointment: {
-    path: path('GetAppointment'),
-    requestStream: false,
-    responseStream: false,
-    requestSerialize: (r: GetAppointmentRequest) => Buffer.from(RequestCodec.encode(r).finish()),
-    requestDeserialize: (b: Buffer) => RequestCodec.decode(b),
-    responseSerialize: (r: GetAppointmentResponse) =>
-      Buffer.from(GetAppointmentResponse.encode(r).finish()),
-    responseDeserialize: (b: Buffer) => GetAppointmentResponse.decode(b),
-  },
-};
-
 const server = new Server({ 'grpc.enable_channelz': 0 });
 server.addService(echoService, {
   echo(call: ServerUnaryCall<Buffer, Buffer>, callback: sendUnaryData<Buffer>) {
     callback(null, call.request);
   },
 });
-server.addService(getAppointmentOnly, {
+server.addService(getAppointmentService, {
   getAppointment(
     call: ServerUnaryCall<GetAppointmentRequest, GetAppointmentResponse>,
     callback: sendUnaryData<GetAppointmentResponse>,

@@ -1,5 +1,10 @@
 import type { ServiceDefinition } from '@grpc/grpc-js';
-import { AppointmentStatus, GetAppointmentResponse } from '../src/gen/shardgate/v1/appointment.js';
+import {
+  AppointmentServiceDefinition,
+  AppointmentStatus,
+  GetAppointmentRequest,
+  GetAppointmentResponse,
+} from '../src/gen/shardgate/v1/appointment.js';
 
 const passThrough = (bytes: Buffer): Buffer => bytes;
 
@@ -38,3 +43,21 @@ export function echoPayload(): Buffer {
   }).finish();
   return Buffer.from(message);
 }
+
+/**
+ * GetAppointment alone, with ts-proto's codecs, as a bare grpc-js service: what the floor servers
+ * (echo.protobuf, proxy.GetAppointment) serve.
+ */
+export const getAppointmentService: ServiceDefinition = {
+  getAppointment: {
+    path: `/${AppointmentServiceDefinition.fullName}/GetAppointment`,
+    requestStream: false,
+    responseStream: false,
+    requestSerialize: (r: GetAppointmentRequest) =>
+      Buffer.from(GetAppointmentRequest.encode(r).finish()),
+    requestDeserialize: (b: Buffer) => GetAppointmentRequest.decode(b),
+    responseSerialize: (r: GetAppointmentResponse) =>
+      Buffer.from(GetAppointmentResponse.encode(r).finish()),
+    responseDeserialize: (b: Buffer) => GetAppointmentResponse.decode(b),
+  },
+};

@@ -17,32 +17,17 @@ import {
   status,
   type sendUnaryData,
   type ServerUnaryCall,
-  type ServiceDefinition,
 } from '@grpc/grpc-js';
 import pg from 'pg';
 import { appointmentToProto } from '../src/api/convert.js';
-import {
-  AppointmentServiceDefinition,
+import type {
   GetAppointmentRequest,
   GetAppointmentResponse,
 } from '../src/gen/shardgate/v1/appointment.js';
 import type { AppointmentRecord } from '../src/shards/appointments.js';
 import type { ProxyInit } from './protocol.js';
+import { getAppointmentService } from './echo-service.js';
 import { tenantSql } from './tenant-sql.js';
-
-const getAppointmentOnly: ServiceDefinition = {
-  getAppointment: {
-    path: `/${AppointmentServiceDefinition.fullName}/GetAppointment`,
-    requestStream: false,
-    responseStream: false,
-    requestSerialize: (r: GetAppointmentRequest) =>
-      Buffer.from(GetAppointmentRequest.encode(r).finish()),
-    requestDeserialize: (b: Buffer) => GetAppointmentRequest.decode(b),
-    responseSerialize: (r: GetAppointmentResponse) =>
-      Buffer.from(GetAppointmentResponse.encode(r).finish()),
-    responseDeserialize: (b: Buffer) => GetAppointmentResponse.decode(b),
-  },
-};
 
 const pools: pg.Pool[] = [];
 const server = new Server({ 'grpc.enable_channelz': 0 });
@@ -59,7 +44,7 @@ async function start(init: ProxyInit): Promise<number> {
   for (const t of init.tenants) {
     routes.set(t.clientId, { pool: byShard.get(t.shard)!, sql: (await tenantSql(t)).get });
   }
-  server.addService(getAppointmentOnly, {
+  server.addService(getAppointmentService, {
     getAppointment(
       call: ServerUnaryCall<GetAppointmentRequest, GetAppointmentResponse>,
       callback: sendUnaryData<GetAppointmentResponse>,

@@ -58,11 +58,12 @@ async function setUp(options: BenchOptions, cleanup: Cleanup): Promise<Rig> {
   ]);
   progress(`gateway on ${gateway.address}; seeding ${options.tenants} tenants…`);
   const tenants = await seedTenants(gateway.address, options);
+  const shardUrls = Object.fromEntries(cluster.shards.map((s) => [s.name, s.url]));
   const proxy = await startProxyServer(
     options.profile ? profileArgs : [],
     {
       type: 'init',
-      shardUrls: Object.fromEntries(cluster.shards.map((s) => [s.name, s.url])),
+      shardUrls,
       poolMax: POOL_MAX,
       tenants,
     },
@@ -77,7 +78,7 @@ async function setUp(options: BenchOptions, cleanup: Cleanup): Promise<Rig> {
       echoNiceAddress: `127.0.0.1:${echo.nicePort}`,
       proxyAddress: `127.0.0.1:${proxy.port}`,
       gatewayAddress: gateway.address,
-      shardUrls: Object.fromEntries(cluster.shards.map((s) => [s.name, s.url])),
+      shardUrls,
       poolMax: POOL_MAX,
       tenants,
       seededBeforeMs: SEEDED_BEFORE_MS,

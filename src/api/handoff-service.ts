@@ -150,13 +150,13 @@ export function createHandoffService(ctx: GatewayContext): HandoffServiceImpleme
   };
 }
 
+/** An answer's handoff over its request's: an id and created_at, with their tags and framing. */
+const ADDED_PER_HANDOFF_BYTES = 96;
+
 /**
  * At least the bytes a handoff takes in a response: its summary dominates, and a Struct takes up
  * to about twice the bytes of its JSON (a tag and a length around every key and value).
  */
-/** An answer's handoff over its request's: an id and created_at, with their tags and framing. */
-const ADDED_PER_HANDOFF_BYTES = 96;
-
 function handoffBytes(h: HandoffRecord): number {
   const text = JSON.stringify(h.summary) + h.fromAgent + h.toAgent;
   return 2 * Buffer.byteLength(text) + 64;

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { ClientError, Status } from 'nice-grpc';
 import type { Handoff } from '../gen/shardgate/v1/handoff.js';
 import type { ShardgateClient } from './shardgate-client.js';
@@ -100,7 +101,10 @@ export async function* followHandoffs(
       watch.close();
     }
     const ceiling = Math.min(maxDelayMs, baseDelayMs * 2 ** Math.min(failures++, 30));
-    await sleep(ceiling / 2 + (Math.random() * ceiling) / 2, signal);
+    // An abort ends the wait early; the loop then returns.
+    await sleep(ceiling / 2 + (Math.random() * ceiling) / 2, undefined, { signal }).catch(
+      () => undefined,
+    );
   }
 }
 
@@ -224,17 +228,4 @@ class WatchSession {
     this.#controller.abort();
     this.#outer?.removeEventListener('abort', this.#onOuterAbort);
   }
-}
-
-function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal?.aborted) return resolve();
-    const done = (): void => {
-      clearTimeout(timer);
-      signal?.removeEventListener('abort', done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal?.addEventListener('abort', done, { once: true });
-  });
 }
