@@ -2,6 +2,7 @@ import type { ShardRecord } from '../catalog/catalog.js';
 import { invalidArgument, ShardgateError, unknownClient } from '../core/errors.js';
 import { databaseIdentity } from '../shards/replication.js';
 import { parseClientId, parseShardName } from '../core/ids.js';
+import { withTimeLimit } from '../core/time-limit.js';
 import {
   ShardState,
   type AdminServiceImplementation,
@@ -135,9 +136,10 @@ async function refuseKnownDatabase(
   const others = topology.shards.filter((s) => s.name !== except && ctx.pools.has(s.name));
   // In parallel, each bounded: a silent shard must not hold the call. One that cannot answer is
   // passed over; a move between two names of one database is still refused (checkMoveTarget).
-  const probe = AbortSignal.any([signal, AbortSignal.timeout(ctx.config.pool.connectionTimeoutMs)]);
-  const known = await Promise.all(
-    others.map((s) => databaseIdentity(ctx.pools.get(s.name), probe).catch(() => undefined)),
+  const known = await withTimeLimit(signal, ctx.config.pool.connectionTimeoutMs, (probe) =>
+    Promise.all(
+      others.map((s) => databaseIdentity(ctx.pools.get(s.name), probe).catch(() => undefined)),
+    ),
   );
   const same = others.find((_, i) => known[i] === identity);
   if (same) {

@@ -1,6 +1,6 @@
 import { Status } from 'nice-grpc';
 import { pino } from 'pino';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import { followHandoffs } from '../../src/client/index.js';
 import type { Handoff } from '../../src/gen/shardgate/v1/handoff.js';
 import { startFreezableProxy, type FreezableProxy } from '../support/freezable-proxy.js';
@@ -47,6 +47,14 @@ describe('SetShardDsn', () => {
     await other?.close();
     await gw?.close();
     await proxy?.close();
+  });
+
+  // A failed test must not leave shard-1 behind a (frozen) proxy for the ones after it.
+  afterEach(async () => {
+    proxy.thaw();
+    if (gw.gateway.context.pools.urlOf('shard-1') !== shard1Url) {
+      await gw.client.admin.setShardDsn({ name: 'shard-1', dsn: shard1Url });
+    }
   });
 
   const addressOf = async (shard: string): Promise<string | undefined> =>
