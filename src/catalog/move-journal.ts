@@ -77,6 +77,14 @@ export class MoveJournal {
    * Journals a new move under an id the caller chose (and already holds the lock of, so no
    * recovering process mistakes the new move for an orphan); FAILED_PRECONDITION when the client
    * already has a running one.
+   *
+   * `checked` holds the URLs the caller's checks (checkMoveTarget) ran against. The journal row
+   * is written in the same transaction that confirms, with both shard rows locked FOR SHARE, that
+   * the client still lives on `source`, the target is still active, and neither shard's URL has
+   * changed since: a SetShardDsn or RemoveShard (which lock the row FOR UPDATE and refuse while
+   * a move runs) either commits before, and the move is refused here, or waits for it, and is
+   * refused there. Without it a URL changed between the checks and the journal row could point
+   * the target at the source's database, whose live schema preparing the target would drop.
    */
   async create(m: {
     id: string;
@@ -84,14 +92,48 @@ export class MoveJournal {
     source: ShardName;
     target: ShardName;
     reason: MoveReason;
+    checked: { sourceUrl: string; targetUrl: string };
   }): Promise<MoveRecord> {
     try {
-      const res = await this.#db.query<MoveRecord>(
-        `INSERT INTO shardgate.moves (id, client_id, source_shard, target_shard, reason, phase, state)
-         VALUES ($1, $2, $3, $4, $5, 'pending', 'running') RETURNING ${COLUMNS}`,
-        [m.id, m.clientId, m.source, m.target, m.reason],
-      );
-      return res.rows[0]!;
+      return await this.#db.transaction(undefined, async (tx) => {
+        const shards = await tx.query<{ name: string; url: string; state: string }>(
+          `SELECT name, url, state FROM shardgate.shards WHERE name IN ($1, $2)
+           ORDER BY name FOR SHARE`,
+          [m.source, m.target],
+        );
+        const source = shards.rows.find((r) => r.name === m.source);
+        const target = shards.rows.find((r) => r.name === m.target);
+        if (!target) throw new ShardgateError('not-found', `shard '${m.target}' does not exist`);
+        if (target.state !== 'active') {
+          throw new ShardgateError(
+            'failed-precondition',
+            `shard '${m.target}' is ${target.state}; pick another`,
+          );
+        }
+        if (source?.url !== m.checked.sourceUrl || target.url !== m.checked.targetUrl) {
+          throw new ShardgateError(
+            'aborted',
+            `the connection URL of shard '${m.source}' or '${m.target}' changed while the move ` +
+              'was starting; retry',
+          );
+        }
+        const placed = await tx.query<{ shard: string }>(
+          'SELECT shard FROM shardgate.tenants WHERE client_id = $1 FOR SHARE',
+          [m.clientId],
+        );
+        if (placed.rows[0]?.shard !== m.source) {
+          throw new ShardgateError(
+            'aborted',
+            `client '${m.clientId}' no longer lives on '${m.source}'; retry`,
+          );
+        }
+        const res = await tx.query<MoveRecord>(
+          `INSERT INTO shardgate.moves (id, client_id, source_shard, target_shard, reason, phase, state)
+           VALUES ($1, $2, $3, $4, $5, 'pending', 'running') RETURNING ${COLUMNS}`,
+          [m.id, m.clientId, m.source, m.target, m.reason],
+        );
+        return res.rows[0]!;
+      });
     } catch (err) {
       if (err instanceof ShardgateError && err.code === 'already-exists') {
         throw new ShardgateError(

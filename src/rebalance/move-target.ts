@@ -7,12 +7,14 @@ import type { ShardPools } from '../shards/shard-pools.js';
 /**
  * Refuses a move target that is unknown, draining, or the source database under another shard
  * name: preparing the target drops any schema of the client there, which would be the live one.
+ * Returns the URLs it checked; the journal confirms them when it records the move
+ * (MoveJournal.create), so a URL changed in between cannot slip past this check.
  */
 export async function checkMoveTarget(
   deps: { catalog: Catalog; pools: ShardPools },
   source: ShardName,
   target: ShardName,
-): Promise<void> {
+): Promise<{ sourceUrl: string; targetUrl: string }> {
   const shard = (await deps.catalog.loadTopology()).shards.find((s) => s.name === target);
   if (!shard || !deps.pools.has(target)) {
     throw new ShardgateError('not-found', `shard '${target}' does not exist`);
@@ -20,6 +22,7 @@ export async function checkMoveTarget(
   if (shard.state === 'draining') {
     throw new ShardgateError('failed-precondition', `shard '${target}' is draining; pick another`);
   }
+  const checked = { sourceUrl: deps.pools.urlOf(source), targetUrl: deps.pools.urlOf(target) };
   const [a, b] = await Promise.all([
     databaseIdentity(deps.pools.get(source)),
     databaseIdentity(deps.pools.get(target)),
@@ -30,4 +33,5 @@ export async function checkMoveTarget(
       `shards '${source}' and '${target}' are the same database; a move between them would lose the client's data`,
     );
   }
+  return checked;
 }

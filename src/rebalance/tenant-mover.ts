@@ -99,7 +99,8 @@ export class TenantMover extends EventEmitter {
         `client '${req.clientId}' already lives on '${req.target}'`,
       );
     }
-    await checkMoveTarget(this.#deps, tenant.shard, req.target);
+    const checked = await checkMoveTarget(this.#deps, tenant.shard, req.target);
+    await this.#deps.failpoints.hit('move.checked');
     // The lock is taken before the row exists, so no recovering process (here or in another
     // gateway) can see the new move without its lock held and roll it back as an orphan.
     const id = randomUUID();
@@ -115,6 +116,7 @@ export class TenantMover extends EventEmitter {
           source: tenant.shard,
           target: req.target,
           reason: req.reason,
+          checked,
         });
       } catch (err) {
         await lock.release();
