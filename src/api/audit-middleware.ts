@@ -113,9 +113,17 @@ const MAX_RECORDED_CHARS = 1000;
 // eslint-disable-next-line no-control-regex
 const UNSTORABLE = /\u0000|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
 
-/** A string Postgres can store, cut to MAX_RECORDED_CHARS: hostile input must not block an audit. */
+/**
+ * A string Postgres can store, cut to MAX_RECORDED_CHARS UTF-16 units (never inside a surrogate
+ * pair): hostile input must not block an audit.
+ */
 export function storableText(s: string): string {
-  const cut = s.length > MAX_RECORDED_CHARS ? `${s.slice(0, MAX_RECORDED_CHARS)}…` : s;
+  let cut = s;
+  if (s.length > MAX_RECORDED_CHARS) {
+    const high = s.charCodeAt(MAX_RECORDED_CHARS - 1);
+    const end = high >= 0xd800 && high <= 0xdbff ? MAX_RECORDED_CHARS - 1 : MAX_RECORDED_CHARS;
+    cut = `${s.slice(0, end)}…`;
+  }
   return cut.replace(UNSTORABLE, '\uFFFD');
 }
 

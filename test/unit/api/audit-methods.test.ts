@@ -123,6 +123,11 @@ describe('what an audited call records', () => {
     expect(storableText('x\uD800y\uDC00')).toBe('x\uFFFDy\uFFFD');
     expect(storableText('ok \uD83D\uDE00')).toBe('ok \uD83D\uDE00');
     expect(storableText('z'.repeat(5000))).toBe(`${'z'.repeat(1000)}…`);
+    // An emoji across the cut is left out whole, not halved into a replacement character.
+    expect(storableText(`${'z'.repeat(999)}\uD83D\uDE00tail`)).toBe(`${'z'.repeat(999)}…`);
+    expect(storableText(`${'z'.repeat(998)}\uD83D\uDE00tail`)).toBe(
+      `${'z'.repeat(998)}\uD83D\uDE00…`,
+    );
     const json = auditedRequestJson(rule('/shardgate.v1.AdminService/DrainShard'), {
       name: 'bad\u0000\uDFFF',
     });
