@@ -12,6 +12,7 @@ import {
 import { ShardgateError, unknownClient } from '../core/errors.js';
 import type { Failpoints } from '../core/failpoints.js';
 import { schemaNameFor, type ClientId, type ShardName } from '../core/ids.js';
+import { withTimeLimit } from '../core/time-limit.js';
 import type { Database } from '../pg/database.js';
 import { trySessionLock, type SessionLock } from '../pg/session-lock.js';
 import { ensureClientSchema } from '../shards/client-schema.js';
@@ -167,7 +168,8 @@ export class TenantMover extends EventEmitter {
           ? await this.#rollBack(
               move,
               'failed',
-              'the process running the move stopped; rolled back',
+              // A rollback that left the target's cleanup to recovery recorded why it failed.
+              move.error ?? 'the process running the move stopped; rolled back',
             )
           : await this.#forward(move);
       }
@@ -265,18 +267,28 @@ export class TenantMover extends EventEmitter {
     const pausedAt = performance.now();
     await this.#deps.catalog.setWritesPaused(move.clientId, true);
     await this.#deps.failpoints.hit('move.cutover.paused');
-    await repl.installFence(source, schema);
-    await this.#waitApplied(
-      target,
-      name,
-      await repl.writeMarker(source, schema),
-      this.#cutoverTimeoutMs,
-    );
-    await this.#deps.failpoints.hit('move.cutover.caught-up');
-    const differing = await verify.verifyChangedRows(source, target, schema, move.id);
-    if (differing.length > 0) {
-      throw moveFailed(`verification failed: table(s) ${differing.join(', ')} differ`);
-    }
+    // The client's writes are paused until the flip: a shard that stops answering must not
+    // stretch the pause to its statement timeout, so the pause's statements share one deadline.
+    await withTimeLimit(undefined, this.#cutoverTimeoutMs, async (signal) => {
+      try {
+        await repl.installFence(source, schema);
+        await this.#waitApplied(
+          target,
+          name,
+          await repl.writeMarker(source, schema),
+          this.#cutoverTimeoutMs,
+          signal,
+        );
+        await this.#deps.failpoints.hit('move.cutover.caught-up');
+        const differing = await verify.verifyChangedRows(source, target, schema, move.id, signal);
+        if (differing.length > 0) {
+          throw moveFailed(`verification failed: table(s) ${differing.join(', ')} differ`);
+        }
+      } catch (err) {
+        if (!signal.aborted) throw err;
+        throw moveFailed(`the cutover did not finish within ${this.#cutoverTimeoutMs} ms`);
+      }
+    });
     await this.#deps.failpoints.hit('move.cutover.verified');
     const pauseMs = Math.round(performance.now() - pausedAt);
     if (!(await this.#deps.journal.flip(move, pauseMs))) {
@@ -299,7 +311,13 @@ export class TenantMover extends EventEmitter {
     return this.#step(move, { phase: 'done', state: 'succeeded' });
   }
 
-  /** Undoes a move that has not flipped; every step tolerates what is already gone. */
+  /**
+   * Undoes a move that has not flipped; every step tolerates what is already gone. The source is
+   * put right first (change tracking and fence off, writes resumed, publication and slot gone), so
+   * a target that stopped answering can neither keep the client paused nor make the source keep
+   * WAL for it. When the target's leftovers (its subscription, the partial copy) cannot be
+   * removed, the move stays running with its error recorded, and recovery retries until they are.
+   */
   async #rollBack(
     move: MoveRecord,
     state: 'failed' | 'cancelled',
@@ -309,15 +327,28 @@ export class TenantMover extends EventEmitter {
     // Flipped meanwhile (a flip whose outcome the caller did not see): finish it instead.
     if (!claimed) return this.#load(move.id);
     const { source, target, schema, name } = this.#ends(move);
-    const tenant = await this.#deps.catalog.getTenant(move.clientId);
-    await repl.dropSubscription(target, name);
-    await repl.dropPublication(source, name);
-    await repl.dropSlot(source, name);
-    if (tenant?.shard === move.sourceShard) {
+    const onSource =
+      (await this.#deps.catalog.getTenant(move.clientId))?.shard === move.sourceShard;
+    if (onSource) {
       await verify.removeChangeTracking(source, schema, move.id);
       await repl.removeFence(source, schema);
       await this.#deps.catalog.setWritesPaused(move.clientId, false);
-      await repl.dropSchema(target, schema);
+    }
+    let targetFailure: unknown;
+    try {
+      await repl.dropSubscription(target, name);
+    } catch (err) {
+      targetFailure = err;
+    }
+    await repl.dropPublication(source, name);
+    // A subscription that could not be dropped may still hold the slot; nothing needs it now.
+    await repl.dropSlot(source, name, { evenIfActive: targetFailure !== undefined });
+    if (onSource && targetFailure === undefined) {
+      await repl.dropSchema(target, schema).catch((err: unknown) => (targetFailure = err));
+    }
+    if (targetFailure !== undefined) {
+      if (error !== null) await this.#deps.journal.update(move.id, { error });
+      throw targetFailure;
     }
     return this.#step(move, { state, ...(error === null ? {} : { error }) });
   }
@@ -345,9 +376,10 @@ export class TenantMover extends EventEmitter {
     name: string,
     lsn: string,
     timeoutMs: number,
+    signal?: AbortSignal,
   ): Promise<void> {
     const deadline = Date.now() + timeoutMs;
-    while (!(await repl.appliedPast(target, name, lsn))) {
+    while (!(await repl.appliedPast(target, name, lsn, signal))) {
       if (Date.now() > deadline) throw moveFailed('the target did not catch up in time');
       await new Promise((r) => setTimeout(r, 2));
     }

@@ -121,19 +121,20 @@ export async function verifyChangedRows(
   target: Database,
   schema: string,
   moveId: string,
+  signal?: AbortSignal,
 ): Promise<string[]> {
-  const tables = await keyedTables(source, schema);
-  const changed = await source.transaction(undefined, (tx) => changedKeys(tx, moveId));
+  const tables = await keyedTables(source, schema, signal);
+  const changed = await source.transaction(signal, (tx) => changedKeys(tx, moveId));
   const compare = async (t: KeyedTable): Promise<string | undefined> => {
     const keys = changed.get(t.table) ?? [];
     if (t.pk && keys.length === 0) return undefined;
     const where = t.pk ? `WHERE r.${q(t.pk)} = ANY($1::${t.pkType}[])` : '';
     const values = t.pk ? [keys] : [];
     const [a, b] = await Promise.all([
-      source.transaction(undefined, (tx) =>
+      source.transaction(signal, (tx) =>
         settings(tx).then(() => digest(tx, schema, t.table, where, values)),
       ),
-      target.transaction(undefined, (tx) =>
+      target.transaction(signal, (tx) =>
         settings(tx).then(() => digest(tx, schema, t.table, where, values)),
       ),
     ]);
@@ -182,7 +183,11 @@ async function digest(
   return `${row?.n ?? 0}:${row?.x ?? 0}:${row?.s ?? 0}`;
 }
 
-async function keyedTables(db: Database, schema: string): Promise<KeyedTable[]> {
+async function keyedTables(
+  db: Database,
+  schema: string,
+  signal?: AbortSignal,
+): Promise<KeyedTable[]> {
   const res = await db.query<{ table: string; pk: string | null; pktype: string | null }>(
     `SELECT c.relname AS table, a.attname AS pk, pg_catalog.format_type(a.atttypid, a.atttypmod) AS pktype
      FROM pg_catalog.pg_class c
@@ -192,6 +197,7 @@ async function keyedTables(db: Database, schema: string): Promise<KeyedTable[]> 
      WHERE n.nspname = $1 AND c.relkind = 'r'
      ORDER BY c.relname`,
     [schema],
+    signal,
   );
   return res.rows.map((r) => ({
     table: r.table,

@@ -218,13 +218,19 @@ export async function writeMarker(source: Database, schema: string): Promise<str
  * replication origin (`pg_<subscription oid>`). A role without SUPERUSER needs EXECUTE on
  * pg_replication_origin_progress for this (docs/database-roles.md).
  */
-export async function appliedPast(target: Database, name: string, lsn: string): Promise<boolean> {
+export async function appliedPast(
+  target: Database,
+  name: string,
+  lsn: string,
+  signal?: AbortSignal,
+): Promise<boolean> {
   const res = await target.query<{ done: boolean | null }>(
     `SELECT pg_catalog.pg_replication_origin_progress('pg_' || s.oid, false) >= $2::pg_lsn AS done
      FROM pg_catalog.pg_subscription s
      WHERE s.subname = $1
        AND s.subdbid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())`,
     [name, lsn],
+    signal,
   );
   return res.rows[0]?.done === true;
 }
@@ -249,14 +255,37 @@ export async function dropPublication(source: Database, name: string): Promise<v
   await source.query(`DROP PUBLICATION IF EXISTS ${q(name)}`);
 }
 
-/** Drops the replication slot if it is still there and unused. */
-export async function dropSlot(source: Database, name: string): Promise<void> {
-  await source.query(
-    `SELECT pg_catalog.pg_drop_replication_slot(slot_name) FROM pg_catalog.pg_replication_slots
-     WHERE slot_name = $1 AND NOT active`,
-    [name],
-  );
+/**
+ * Drops the replication slot if it is still there and unused. With `evenIfActive`, a walsender
+ * still streaming from it (a subscription that could not be dropped, or one on a server that
+ * went silent and is not yet timed out) is ended first: a slot left behind keeps the source's WAL
+ * forever. Its subscriber, if alive, fails to reconnect until its subscription is dropped.
+ */
+export async function dropSlot(
+  source: Database,
+  name: string,
+  options: { evenIfActive?: boolean } = {},
+): Promise<void> {
+  for (let attempt = 0; ; attempt++) {
+    const res = await source.query<{ pid: number | null }>(
+      `SELECT active_pid AS pid,
+              CASE WHEN NOT active THEN pg_catalog.pg_drop_replication_slot(slot_name) END
+       FROM pg_catalog.pg_replication_slots WHERE slot_name = $1`,
+      [name],
+    );
+    const pid = res.rows[0]?.pid;
+    if (!pid || !options.evenIfActive) return;
+    if (attempt === SLOT_DROP_ATTEMPTS) {
+      throw new ShardgateError(
+        'unavailable',
+        `replication slot ${name} is still in use by process ${pid}`,
+      );
+    }
+    await source.query('SELECT pg_catalog.pg_terminate_backend($1)', [pid]);
+    await new Promise((r) => setTimeout(r, 50 * (attempt + 1)));
+  }
 }
+const SLOT_DROP_ATTEMPTS = 5;
 
 export async function dropSchema(db: Database, schema: string): Promise<void> {
   await db.query(`DROP SCHEMA IF EXISTS ${q(schema)} CASCADE`);
