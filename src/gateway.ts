@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import { createGrpcServer } from './api/grpc-server.js';
 import type { GatewayContext } from './api/gateway-context.js';
 import { AuditLog } from './catalog/audit-log.js';
+import { purgeAuditPeriodically } from './catalog/audit-retention.js';
 import { exposureProblem } from './auth/exposure.js';
 import { createServerCredentials } from './auth/server-credentials.js';
 import { TokenVerifier } from './auth/token-verifier.js';
@@ -167,6 +168,7 @@ export async function startGateway(
   recoverMoves();
   const recoveryTimer = setInterval(recoverMoves, MOVE_RECOVERY_INTERVAL_MS);
   recoveryTimer.unref();
+  const stopAuditPurge = purgeAuditPeriodically(context.audit, config.audit.retentionDays, log);
 
   return {
     address: `${host}:${port}`,
@@ -175,6 +177,7 @@ export async function startGateway(
     async close(graceMs = 5_000) {
       health.setStatus('unhealthy');
       clearInterval(recoveryTimer);
+      await stopAuditPurge();
       const timer = setTimeout(() => server.forceShutdown(), graceMs);
       await Promise.race([mover.idle(), new Promise((r) => setTimeout(r, graceMs).unref())]);
       await feed.close();

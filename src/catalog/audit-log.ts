@@ -33,10 +33,23 @@ export interface AuditEventRecord extends AuditEventStart {
 const COLUMNS = `id::text AS id, created_at AS "createdAt", actor, actor_name AS "actorName", method,
   target, request::text AS "requestJson", outcome, error`;
 
+/** Rows one purge statement deletes at most: each is its own short transaction. */
+const AUDIT_PURGE_BATCH_ROWS = 5_000;
+
+const DAY_MS = 86_400_000;
+
+/**
+ * The creation time before which events are past a retention of `retentionDays` at `now`;
+ * undefined for 0, which keeps events forever (config `audit.retentionDays`).
+ */
+export function auditRetentionCutoff(retentionDays: number, now = new Date()): Date | undefined {
+  return retentionDays === 0 ? undefined : new Date(now.getTime() - retentionDays * DAY_MS);
+}
+
 /**
  * The audit log of admin actions (`shardgate.audit_events` in the catalog). Rows are written ahead
  * of the action and completed when it ends, so an action whose gateway dies mid-way still leaves a
- * record (outcome `UNKNOWN`). Append-only apart from that one completion.
+ * record (outcome `UNKNOWN`). Append-only apart from that one completion and the retention purge.
  */
 export class AuditLog {
   readonly #db: Database;
@@ -90,5 +103,35 @@ export class AuditLog {
       signal,
     );
     return res.rows;
+  }
+
+  /**
+   * Deletes every event created before `cutoff`, whatever its outcome (an `UNKNOWN` one is just as
+   * old), and returns how many it deleted. It deletes oldest first (found through
+   * `audit_events_created_idx`) in statements of at most `batchSize` rows, each its own
+   * transaction, so no lock or transaction grows with the backlog. Replicas may purge at once: each batch skips rows
+   * another one has locked, so they delete disjoint rows and never wait on each other.
+   */
+  async purgeOlderThan(
+    cutoff: Date,
+    opts: { batchSize?: number; signal?: AbortSignal } = {},
+  ): Promise<number> {
+    const batchSize = opts.batchSize ?? AUDIT_PURGE_BATCH_ROWS;
+    if (!Number.isInteger(batchSize) || batchSize < 1) {
+      throw new RangeError(`batchSize must be a positive integer, got ${batchSize}`);
+    }
+    let deleted = 0;
+    for (;;) {
+      const res = await this.#db.query(
+        `DELETE FROM shardgate.audit_events WHERE id IN (
+           SELECT id FROM shardgate.audit_events WHERE created_at < $1
+           ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED)`,
+        [cutoff, batchSize],
+        opts.signal,
+      );
+      const n = res.rowCount ?? 0;
+      deleted += n;
+      if (n < batchSize) return deleted;
+    }
   }
 }

@@ -136,4 +136,13 @@ export const catalogMigrations: readonly { version: number; name: string; sql: s
       CREATE INDEX audit_events_method_idx ON shardgate.audit_events (method, id DESC);
     `,
   },
+  {
+    version: 5,
+    name: 'audit log retention',
+    sql: `
+      -- The retention purge deletes events older than a cutoff, oldest first, in small batches:
+      -- without this index every batch would scan the whole table.
+      CREATE INDEX audit_events_created_idx ON shardgate.audit_events (created_at);
+    `,
+  },
 ];

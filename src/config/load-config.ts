@@ -86,6 +86,9 @@ function envOverrides(env: Env): Record<string, unknown> {
   if (env.SHARDGATE_RATE_LIMIT) {
     set(['limits', 'clientRatePerSecond'], num('SHARDGATE_RATE_LIMIT'));
   }
+  if (env.SHARDGATE_AUDIT_RETENTION_DAYS) {
+    set(['audit', 'retentionDays'], num('SHARDGATE_AUDIT_RETENTION_DAYS'));
+  }
   if (env.SHARDGATE_TLS_CLIENT_CA_FILE) {
     set(['tls', 'clientCaFile'], env.SHARDGATE_TLS_CLIENT_CA_FILE);
   }

@@ -158,6 +158,17 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
+    audit: z
+      .object({
+        /**
+         * Days an admin audit event is kept; older ones (completed or not) are deleted in the
+         * background, soon after start and then hourly, by every replica. 0: kept forever. The
+         * default follows Google Cloud's admin-activity audit logs (400 days). At most 100 years.
+         */
+        retentionDays: z.number().int().min(0).max(36_500).default(400),
+      })
+      .strict()
+      .prefault({}),
     /** pino log level. */
     logLevel: z
       .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])

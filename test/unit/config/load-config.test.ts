@@ -121,6 +121,41 @@ describe('loadConfig', () => {
     );
   });
 
+  it('keeps audit events 400 days by default; SHARDGATE_AUDIT_RETENTION_DAYS overrides the file, 0 keeps them forever', () => {
+    expect(loadConfig({}, emptyDir()).audit).toEqual({ retentionDays: 400 });
+    const dir = emptyDir();
+    writeFileSync(
+      join(dir, 'shardgate.config.json'),
+      JSON.stringify({ audit: { retentionDays: 90 } }),
+    );
+    expect(loadConfig({}, dir).audit.retentionDays).toBe(90);
+    expect(loadConfig({ SHARDGATE_AUDIT_RETENTION_DAYS: '0' }, dir).audit.retentionDays).toBe(0);
+    expect(loadConfig({ SHARDGATE_AUDIT_RETENTION_DAYS: '30' }, dir).audit.retentionDays).toBe(30);
+  });
+
+  it('refuses an audit retention that is negative, fractional, not a number or an unknown audit option', () => {
+    expect(() => loadConfig({ SHARDGATE_AUDIT_RETENTION_DAYS: '-1' }, emptyDir())).toThrow(
+      /audit\.retentionDays/,
+    );
+    expect(() => loadConfig({ SHARDGATE_AUDIT_RETENTION_DAYS: 'forever' }, emptyDir())).toThrow(
+      /SHARDGATE_AUDIT_RETENTION_DAYS must be a whole number/,
+    );
+    const dir = emptyDir();
+    writeFileSync(
+      join(dir, 'shardgate.config.json'),
+      JSON.stringify({ audit: { retentionDays: 1.5, keepDays: 3 } }),
+    );
+    let message = '';
+    try {
+      loadConfig({}, dir);
+    } catch (err) {
+      expect(err).toBeInstanceOf(ConfigError);
+      message = (err as Error).message;
+    }
+    expect(message).toContain('audit.retentionDays');
+    expect(message).toContain('keepDays');
+  });
+
   it('refuses a SHARDGATE_AUTH_REQUIRED that is not a boolean', () => {
     expect(() => loadConfig({ SHARDGATE_AUTH_REQUIRED: 'maybe' }, emptyDir())).toThrow(
       /SHARDGATE_AUTH_REQUIRED must be true or false/,
