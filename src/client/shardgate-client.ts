@@ -24,15 +24,23 @@ import {
 import { type SharedServiceClient, SharedServiceDefinition } from '../gen/shardgate/v1/shared.js';
 import { type StateServiceClient, StateServiceDefinition } from '../gen/shardgate/v1/state.js';
 import { type TenantServiceClient, TenantServiceDefinition } from '../gen/shardgate/v1/tenant.js';
+import { pushbackRetryMiddleware } from './pushback-retry.js';
 
 /** Deadline of a unary call that passes no `deadline` of its own. Streaming calls get none. */
 export const DEFAULT_DEADLINE_MS = 10_000;
 
 /**
- * Retry of reads on UNAVAILABLE. `maxAttempts` counts the first attempt, so 3 means up to two
- * retries; the delay before retry n is drawn from [d/2, d] with d = min(maxDelayMs, baseDelayMs·2ⁿ).
+ * Retry of reads and keyed creates. `maxAttempts` counts the first attempt, so 3 means up to two
+ * retries; after UNAVAILABLE the delay before retry n is drawn from [d/2, d] with
+ * d = min(maxDelayMs, baseDelayMs·2ⁿ); after RESOURCE_EXHAUSTED with RetryInfo
+ * (`resourceExhausted`) it is the server's delay, plus up to 10 % jitter.
  */
-export const DEFAULT_RETRY = { maxAttempts: 3, baseDelayMs: 100, maxDelayMs: 2_000 } as const;
+export const DEFAULT_RETRY = {
+  maxAttempts: 3,
+  baseDelayMs: 100,
+  maxDelayMs: 2_000,
+  resourceExhausted: true,
+} as const;
 
 /** setTimeout fires at once for longer delays, which would turn a long deadline into none at all. */
 const MAX_TIMER_MS = 2_147_483_647;
@@ -73,8 +81,20 @@ export interface ShardgateClientOptions {
   tls?: ShardgateTlsOptions;
   /** Deadline of every unary call without its own `deadline`; default DEFAULT_DEADLINE_MS. */
   defaultDeadlineMs?: number;
-  /** Retry of read methods on UNAVAILABLE only; defaults in DEFAULT_RETRY. */
-  retry?: { maxAttempts?: number; baseDelayMs?: number; maxDelayMs?: number };
+  /**
+   * Retry of reads and keyed creates (never other writes or streams); defaults in DEFAULT_RETRY.
+   * They are retried on UNAVAILABLE with exponential backoff, and on RESOURCE_EXHAUSTED that
+   * carries a google.rpc.RetryInfo after the server's delay (server pushback) unless
+   * `resourceExhausted` is false. Both share `maxAttempts` per call, and no wait runs past the
+   * call's deadline: when the server's delay and another attempt (as long as the refused one) do
+   * not fit, the RESOURCE_EXHAUSTED error is thrown at once, RetryInfo and all, for the caller.
+   */
+  retry?: {
+    maxAttempts?: number;
+    baseDelayMs?: number;
+    maxDelayMs?: number;
+    resourceExhausted?: boolean;
+  };
   /** Sent on every call; a call's own metadata wins for the keys it sets. */
   metadata?: Metadata | Record<string, string>;
   /** Passed to the grpc-js channel. */
@@ -123,9 +143,10 @@ export function isRetriedMethod(methodName: string): boolean {
 
 /**
  * Creates the typed client. Unary calls get the default deadline; unary reads and keyed creates
- * are retried on UNAVAILABLE; other writes and streams are never retried, and streams have no
- * default deadline. Errors with details (RESOURCE_EXHAUSTED's RetryInfo) arrive as
- * nice-grpc-error-details' RichClientError, a ClientError whose `extra` holds them.
+ * are retried on UNAVAILABLE and, after the server's delay, on RESOURCE_EXHAUSTED with RetryInfo;
+ * other writes and streams are never retried, and streams have no default deadline. Errors with
+ * details (RESOURCE_EXHAUSTED's RetryInfo) arrive as nice-grpc-error-details' RichClientError, a
+ * ClientError whose `extra` holds them.
  */
 export function createShardgateClient(options: ShardgateClientOptions): ShardgateClient {
   const policy = resolvePolicy(options);
@@ -135,13 +156,17 @@ export function createShardgateClient(options: ShardgateClientOptions): Shardgat
     channelCredentials(options),
     options.channelOptions,
   );
-  // Attached first runs last: the deadline spans every attempt and aborts a backoff sleep, and
-  // every attempt carries the same request_id and metadata.
-  const factory = createClientFactory()
+  // Attached first runs last. Outermost, callDefaults: every attempt carries the same request_id
+  // and metadata. Pushback sees the call's deadline and passes it down as one absolute deadline,
+  // so it spans every attempt; the deadline middleware aborts an UNAVAILABLE backoff sleep;
+  // errors reach both retry layers with their details decoded.
+  const attempts = createClientFactory()
     .use(errorDetailsClientMiddleware)
     .use(retryMiddleware)
-    .use(callDefaultsMiddleware(metadata))
     .use(deadlineMiddleware);
+  const factory = (policy.pushback ? attempts.use(pushbackRetryMiddleware) : attempts).use(
+    callDefaultsMiddleware(metadata),
+  );
   return {
     tenants: factory.create(
       TenantServiceDefinition,
@@ -207,6 +232,8 @@ type InternalCallOptions = CallOptions & DeadlineOptions & RetryOptions;
 interface CallPolicy {
   readonly deadlineMs: number;
   readonly readRetry: RetryOptions;
+  /** Whether retried methods follow RESOURCE_EXHAUSTED's RetryInfo. */
+  readonly pushback: boolean;
 }
 
 /** The parts of a ts-proto generic definition that decide a method's defaults. */
@@ -233,6 +260,7 @@ function resolvePolicy(options: ShardgateClientOptions): CallPolicy {
   }
   return {
     deadlineMs,
+    pushback: options.retry?.resourceExhausted ?? DEFAULT_RETRY.resourceExhausted,
     readRetry: {
       retry: maxAttempts > 1,
       // The middleware counts retries, not attempts.
