@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { v7 as uuidv7 } from 'uuid';
 import type { Database } from '../pg/database.js';
 import type { PointReadSpec } from '../pg/point-reads.js';
 import { insertRows, type RequestKey } from '../pg/insert-once.js';
@@ -33,6 +33,15 @@ const LATEST_TO: PointReadSpec = {
   latestBy: { column: 'to_agent', order: 'created_at DESC, id DESC' },
 };
 
+/**
+ * A new handoff's id: a UUIDv7 (RFC 9562), which this process generates in increasing order, so
+ * handoffs that share a created_at millisecond (a batch, which is one statement, or back-to-back
+ * appends) list and resolve "latest" in the order they were appended: listings order by
+ * (created_at, id). Only handoffs appended through different gateways in the same millisecond are
+ * ordered by their generators' clocks, which is fine for writes that were concurrent anyway.
+ */
+const handoffId = (): string => uuidv7();
+
 /** The fields of a new handoff; the summary is serialised JSON. */
 export interface NewHandoff {
   fromAgent: string;
@@ -56,9 +65,9 @@ export const handoffs = {
   ): Promise<HandoffRecord> {
     if (key) return (await handoffs.appendMany(db, schema, [h], signal, key))[0]!;
     const res = await db.query<HandoffRecord>(
-      `INSERT INTO ${schema}.handoffs (from_agent, to_agent, version, summary)
-       VALUES ($1, $2, $3, $4::jsonb) RETURNING ${COLUMNS}`,
-      [h.fromAgent, h.toAgent, h.version, h.summaryJson],
+      `INSERT INTO ${schema}.handoffs (id, from_agent, to_agent, version, summary)
+       VALUES ($1, $2, $3, $4, $5::jsonb) RETURNING ${COLUMNS}`,
+      [handoffId(), h.fromAgent, h.toAgent, h.version, h.summaryJson],
       signal,
     );
     return res.rows[0]!;
@@ -75,7 +84,7 @@ export const handoffs = {
     signal?: AbortSignal,
     key?: RequestKey,
   ): Promise<HandoffRecord[]> {
-    const ids = items.map(() => randomUUID());
+    const ids = items.map(() => handoffId());
     const insert = (guard: string): string =>
       `INSERT INTO ${schema}.handoffs (id, from_agent, to_agent, version, summary)
        SELECT u.id, u.f, u.t, u.v, u.s::jsonb

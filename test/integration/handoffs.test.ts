@@ -30,8 +30,9 @@ describe('HandoffService', () => {
 
   /**
    * Appends and then waits (bounded, about a millisecond) until the clock has passed the stored
-   * created_at, so the next handoff gets a strictly later created_at and "newest first" has one
-   * right answer. See the regression test below for what happens without this.
+   * created_at, so the next handoff gets a strictly later created_at: the time-range filters
+   * below need distinct times. (Order needs no wait: handoffs that share a millisecond are
+   * ordered by their time-ordered ids, as the batch test shows.)
    */
   async function append(
     clientId: string,
@@ -284,6 +285,26 @@ describe('HandoffService', () => {
     );
     expect(missing.code).toBe(Status.NOT_FOUND);
     expect(missing.details).toContain('dispatch');
+  });
+
+  it('lists a batch, appended in one statement at one created_at, newest first in reverse append order', async () => {
+    const clientId = await newClient();
+    const items = Array.from({ length: 12 }, (_, n) => ({
+      fromAgent: 'intake',
+      toAgent: n % 2 === 0 ? 'billing' : 'dispatch',
+      version: 1,
+      summary: { n },
+    }));
+    const { handoffs } = await gw.client.handoffs.batchAppendHandoffs({
+      clientId,
+      handoffs: items,
+    });
+    expect(new Set(handoffs.map((h) => h.createdAt!.getTime())).size).toBe(1);
+    const listed = await listAll({ clientId });
+    expect(listed.map((h) => h.summary)).toEqual(items.map((h) => h.summary).reverse());
+    // The latest to an agent is the last one the batch gave it, not any of the batch.
+    const latest = await gw.client.handoffs.getLatestHandoff({ clientId, toAgent: 'billing' });
+    expect(latest.handoff?.summary).toEqual({ n: 10 });
   });
 
   it('rejects invalid handoffs and unknown clients', async () => {

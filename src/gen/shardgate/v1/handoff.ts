@@ -16,7 +16,7 @@ export const protobufFileName = "shardgate/v1/handoff.proto";
 
 /** Work passed from one agent to another. */
 export interface Handoff {
-  /** Server-assigned UUID. */
+  /** Server-assigned UUID, version 7: time-ordered, increasing in the order each gateway appends. */
   id: string;
   /** The agent handing off (1 to 128 printable characters). */
   fromAgent: string;
@@ -1281,7 +1281,11 @@ export const HandoffServiceDefinition = {
       responseStream: false,
       options: {},
     },
-    /** Lists handoffs newest first, filtered by agents and time range. */
+    /**
+     * Lists handoffs newest first, filtered by agents and time range. Handoffs with the same
+     * created_at (a batch, or appends in one millisecond) come in reverse order of their ids,
+     * which is the reverse order of appending.
+     */
     listHandoffs: {
       name: "ListHandoffs",
       requestType: ListHandoffsRequest as typeof ListHandoffsRequest,
@@ -1290,7 +1294,10 @@ export const HandoffServiceDefinition = {
       responseStream: false,
       options: {},
     },
-    /** Returns the newest handoff addressed to one agent. NOT_FOUND when there is none. */
+    /**
+     * Returns the newest handoff addressed to one agent (of a batch, the last one to that agent).
+     * NOT_FOUND when there is none.
+     */
     getLatestHandoff: {
       name: "GetLatestHandoff",
       requestType: GetLatestHandoffRequest as typeof GetLatestHandoffRequest,
@@ -1337,12 +1344,19 @@ export interface HandoffServiceImplementation<CallContextExt = {}> {
     request: AppendHandoffRequest,
     context: CallContext & CallContextExt,
   ): Promise<DeepPartial<AppendHandoffResponse>>;
-  /** Lists handoffs newest first, filtered by agents and time range. */
+  /**
+   * Lists handoffs newest first, filtered by agents and time range. Handoffs with the same
+   * created_at (a batch, or appends in one millisecond) come in reverse order of their ids,
+   * which is the reverse order of appending.
+   */
   listHandoffs(
     request: ListHandoffsRequest,
     context: CallContext & CallContextExt,
   ): Promise<DeepPartial<ListHandoffsResponse>>;
-  /** Returns the newest handoff addressed to one agent. NOT_FOUND when there is none. */
+  /**
+   * Returns the newest handoff addressed to one agent (of a batch, the last one to that agent).
+   * NOT_FOUND when there is none.
+   */
   getLatestHandoff(
     request: GetLatestHandoffRequest,
     context: CallContext & CallContextExt,
@@ -1376,12 +1390,19 @@ export interface HandoffServiceClient<CallOptionsExt = {}> {
     request: DeepPartial<AppendHandoffRequest>,
     options?: CallOptions & CallOptionsExt,
   ): Promise<AppendHandoffResponse>;
-  /** Lists handoffs newest first, filtered by agents and time range. */
+  /**
+   * Lists handoffs newest first, filtered by agents and time range. Handoffs with the same
+   * created_at (a batch, or appends in one millisecond) come in reverse order of their ids,
+   * which is the reverse order of appending.
+   */
   listHandoffs(
     request: DeepPartial<ListHandoffsRequest>,
     options?: CallOptions & CallOptionsExt,
   ): Promise<ListHandoffsResponse>;
-  /** Returns the newest handoff addressed to one agent. NOT_FOUND when there is none. */
+  /**
+   * Returns the newest handoff addressed to one agent (of a batch, the last one to that agent).
+   * NOT_FOUND when there is none.
+   */
   getLatestHandoff(
     request: DeepPartial<GetLatestHandoffRequest>,
     options?: CallOptions & CallOptionsExt,
