@@ -2,6 +2,12 @@ import pg from 'pg';
 
 /** A held session-level advisory lock; released when `release` is called or the process dies. */
 export interface SessionLock {
+  /**
+   * Aborts when the lock's connection fails or ends, which releases the lock on the server: from
+   * then on another process may take it. Whoever did the guarded work must take it again (or
+   * stop) before going on.
+   */
+  readonly lost: AbortSignal;
   release(): Promise<void>;
 }
 
@@ -18,7 +24,10 @@ export async function trySessionLock(url: string, key: string): Promise<SessionL
     // Like every pooled connection: nothing in `public` (or any schema) can shadow pg_catalog.
     options: '-c search_path=pg_catalog',
   });
-  client.on('error', () => undefined);
+  const lost = new AbortController();
+  const onLost = (): void => lost.abort(new Error(`the connection holding lock ${key} ended`));
+  client.on('error', onLost);
+  client.on('end', onLost);
   await client.connect();
   try {
     const res = await client.query<{ ok: boolean }>(
@@ -34,6 +43,7 @@ export async function trySessionLock(url: string, key: string): Promise<SessionL
     throw err;
   }
   return {
+    lost: lost.signal,
     async release() {
       await client.end().catch(() => undefined);
     },

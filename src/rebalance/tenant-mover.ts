@@ -44,6 +44,16 @@ export interface MoverDeps {
 
 class Cancelled extends Error {}
 
+/**
+ * The move's lock was lost (its catalog connection ended) and another process holds it now, or
+ * ended the move meanwhile: this process stops without undoing anything; the owner goes on.
+ */
+class LockLost extends ShardgateError {
+  constructor(moveId: string) {
+    super('aborted', `move ${moveId} is run by another process now`);
+  }
+}
+
 const BEFORE_FLIP: readonly MovePhase[] = [
   'pending',
   'preparing',
@@ -68,6 +78,8 @@ export class TenantMover extends EventEmitter {
   readonly #running = new Map<string, Promise<MoveRecord>>();
   /** Moves being journaled by `start`: recovery must not mistake them for orphans. */
   readonly #starting = new Set<string>();
+  /** The lock held for each move this process runs (replaced when a lost one is taken again). */
+  readonly #locks = new Map<string, SessionLock>();
   readonly #gate: SubscriptionGate;
 
   constructor(deps: MoverDeps, options: MoverOptions = {}) {
@@ -160,6 +172,7 @@ export class TenantMover extends EventEmitter {
     const lock =
       held ?? (await trySessionLock(this.#deps.catalogUrl, this.#deps.journal.lockKey(moveId)));
     if (!lock) return this.#load(moveId);
+    this.#locks.set(moveId, lock);
     try {
       let move = await this.#load(moveId);
       if (move.state !== 'running') return move;
@@ -177,7 +190,9 @@ export class TenantMover extends EventEmitter {
         move = await this.#cleanUp(move);
       return move;
     } finally {
-      await lock.release();
+      const current = this.#locks.get(moveId);
+      this.#locks.delete(moveId);
+      await Promise.all([lock.release(), current?.release()]);
     }
   }
 
@@ -188,6 +203,7 @@ export class TenantMover extends EventEmitter {
       move = await this.#catchUp(move);
       return await this.#cutover(move);
     } catch (err) {
+      if (err instanceof LockLost) throw err;
       // An error after the flip committed (or with its outcome unknown) is not a reason to roll
       // back: the journal says which side of the flip the move is on.
       const current = await this.#load(move.id);
@@ -385,15 +401,39 @@ export class TenantMover extends EventEmitter {
     }
   }
 
-  /** Journals a change (before the work it names), checks for cancellation, reports progress. */
+  /**
+   * Journals a change (before the work it names), checks for cancellation, reports progress. Each
+   * step first makes sure this process still holds the move's lock (LockLost otherwise).
+   */
   async #step(move: MoveRecord, update: MoveUpdate): Promise<MoveRecord> {
+    await this.#keepLock(move.id);
     const next = await this.#deps.journal.update(move.id, update);
+    // Ended by the process that held the lock while this one had lost it.
+    if (next.state !== 'running' && update.state === undefined) throw new LockLost(move.id);
     if (update.phase) await this.#deps.failpoints.hit(`move.${update.phase}`);
     this.#emit(next);
     if (next.state === 'running' && next.cancelRequested && BEFORE_FLIP.includes(next.phase)) {
       throw new Cancelled();
     }
     return next;
+  }
+
+  /**
+   * When the move's lock connection has ended, takes the lock again: nobody else took it, so the
+   * move goes on (the journal then shows anything another process did meanwhile). LockLost when
+   * someone else holds it.
+   */
+  async #keepLock(moveId: string): Promise<void> {
+    const lock = this.#locks.get(moveId);
+    if (!lock?.lost.aborted) return;
+    const again = await trySessionLock(
+      this.#deps.catalogUrl,
+      this.#deps.journal.lockKey(moveId),
+    ).catch(() => undefined);
+    if (!again) throw new LockLost(moveId);
+    this.#deps.log.warn({ moveId }, "the move's lock connection ended; took the lock again");
+    this.#locks.set(moveId, again);
+    await lock.release();
   }
 
   async #load(moveId: string): Promise<MoveRecord> {

@@ -1,0 +1,109 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Failpoints } from '../../src/core/failpoints.js';
+import { MovePhase, MoveState } from '../../src/gen/shardgate/v1/admin.js';
+import { trySessionLock } from '../../src/pg/session-lock.js';
+import {
+  createTestTopology,
+  eventually,
+  freshClientId,
+  withPg,
+  type TestGateway,
+  type TestTopology,
+} from '../support/harness.js';
+import { appointmentInput, startGatewayWithFailpoints } from '../support/move-helpers.js';
+
+/**
+ * A move is run by whoever holds its session lock in the catalog. When the lock's connection
+ * ends (a catalog restart, a network blip), the server releases the lock and another gateway's
+ * recovery may take the move over: the first runner must notice before its next step.
+ */
+describe("a move whose lock's connection ends", () => {
+  let topology: TestTopology;
+  let gw: TestGateway;
+  const failpoints = new Failpoints();
+
+  beforeAll(async () => {
+    topology = await createTestTopology(2);
+    gw = await startGatewayWithFailpoints(topology, failpoints);
+  });
+  afterAll(async () => {
+    await gw?.gateway.context.mover.idle();
+    await gw?.close();
+  });
+
+  /** Backends holding a move lock on the catalog: the mover's own connections. */
+  const lockHolders = (): Promise<number[]> =>
+    withPg(topology.catalogUrl, async (c) => {
+      const res = await c.query<{ pid: number }>(
+        `SELECT pid FROM pg_stat_activity
+         WHERE application_name = 'shardgate-lock' AND datname = current_database()`,
+      );
+      return res.rows.map((r) => r.pid);
+    });
+
+  async function dropLockConnection(): Promise<void> {
+    const pids = await lockHolders();
+    expect(pids).toHaveLength(1);
+    await withPg(topology.catalogUrl, (c) =>
+      c.query('SELECT pg_terminate_backend(pid) FROM unnest($1::int[]) AS pid', [pids]),
+    );
+    await eventually(async () => expect(await lockHolders()).toEqual([]));
+  }
+
+  /** Starts moving a fresh client off its shard; resolves at the copying step, held there. */
+  async function moveHeldAtCopying() {
+    const clientId = freshClientId('lock-loss');
+    const { tenant } = await gw.client.tenants.createTenant({ clientId });
+    await gw.client.appointments.createAppointment(appointmentInput(clientId, 0));
+    const target = tenant!.shard === 'shard-1' ? 'shard-2' : 'shard-1';
+    const gate = failpoints.hold('move.copying');
+    const stream = gw.client.admin.moveTenant({ clientId, toShard: target });
+    const first = await stream[Symbol.asyncIterator]().next();
+    const moveId = (first.value as { move: { id: string } }).move.id;
+    await gate.reached;
+    return { clientId, source: tenant!.shard, target, moveId, release: gate.release };
+  }
+
+  const moveOf = async (id: string) => (await gw.client.admin.getMove({ id })).move!;
+
+  it('takes the lock again when nobody else did, and finishes the move', async () => {
+    const m = await moveHeldAtCopying();
+    await dropLockConnection();
+    const next = failpoints.hold('move.catching_up');
+    m.release();
+    await next.reached;
+    // The step into catching_up ran with the lock held again.
+    expect(await lockHolders()).toHaveLength(1);
+    next.release();
+    await eventually(
+      async () => expect((await moveOf(m.moveId)).state).toBe(MoveState.MOVE_STATE_SUCCEEDED),
+      30_000,
+    );
+    expect((await gw.client.admin.locate({ clientId: m.clientId })).shard).toBe(m.target);
+  });
+
+  it('stops before its next step when another process holds the lock, and leaves the move to it', async () => {
+    const m = await moveHeldAtCopying();
+    await dropLockConnection();
+    // Another gateway's recovery, as far as the lock goes.
+    const other = await trySessionLock(topology.catalogUrl, `shardgate:move:${m.moveId}`);
+    expect(other).toBeDefined();
+    try {
+      m.release();
+      await gw.gateway.context.mover.idle();
+      const stopped = await moveOf(m.moveId);
+      expect(stopped.state).toBe(MoveState.MOVE_STATE_RUNNING);
+      expect(stopped.phase).toBe(MovePhase.MOVE_PHASE_COPYING);
+    } finally {
+      await other!.release();
+    }
+    // With the lock free again, recovery takes the move over; before the flip it rolls back.
+    await eventually(async () => {
+      const move = await moveOf(m.moveId);
+      expect(move.state).toBe(MoveState.MOVE_STATE_FAILED);
+      expect(move.error).toBe('the process running the move stopped; rolled back');
+    }, 30_000);
+    expect((await gw.client.admin.locate({ clientId: m.clientId })).shard).toBe(m.source);
+    await gw.client.appointments.createAppointment(appointmentInput(m.clientId, 1));
+  });
+});
