@@ -2,7 +2,12 @@ import { on, EventEmitter } from 'node:events';
 import { invalidArgument, notFound, placementStale } from '../core/errors.js';
 import type { Placement } from '../router/router.js';
 import type { Handoff, HandoffServiceImplementation } from '../gen/shardgate/v1/handoff.js';
-import { handoffs, type HandoffRecord, type NewHandoff } from '../shards/handoffs.js';
+import {
+  handoffs,
+  type HandoffOrder,
+  type HandoffRecord,
+  type NewHandoff,
+} from '../shards/handoffs.js';
 import { handoffToProto } from './convert.js';
 import { openClientScope, withClient, type GatewayContext } from './gateway-context.js';
 import { createOnce, requestKeyOf } from './idempotency.js';
@@ -70,15 +75,20 @@ export function createHandoffService(ctx: GatewayContext): HandoffServiceImpleme
       const toAgent = v.optionalAgent(req.toAgent, 'to_agent');
       const createdAfter = v.optionalTimestamp(req.createdAfter, 'created_after');
       const createdBefore = v.optionalTimestamp(req.createdBefore, 'created_before');
+      const order = parseOrderBy(req.orderBy);
       const filters = [
         req.clientId,
         fromAgent,
         toAgent,
         createdAfter?.getTime(),
         createdBefore?.getTime(),
+        // Oldest first joins the fingerprint and the default adds nothing: tokens issued before
+        // order_by existed stay valid (across a rolling upgrade too), and neither order takes
+        // the other's.
+        ...(order === 'oldest-first' ? [order] : []),
       ];
       const cursor = decodePageToken(req.pageToken, filters);
-      const before = cursor && {
+      const after = cursor && {
         createdAt: cursorDate(cursor[0]),
         id: v.uuid(cursorString(cursor[1]), 'page_token'),
       };
@@ -86,7 +96,7 @@ export function createHandoffService(ctx: GatewayContext): HandoffServiceImpleme
         const rows = await handoffs.list(
           scope.db,
           scope.schema,
-          { fromAgent, toAgent, createdAfter, createdBefore, before, limit: limit + 1 },
+          { fromAgent, toAgent, createdAfter, createdBefore, order, after, limit: limit + 1 },
           signal,
         );
         const { items, nextPageToken } = pageOf(
@@ -148,6 +158,25 @@ export function createHandoffService(ctx: GatewayContext): HandoffServiceImpleme
       }
     },
   };
+}
+
+/** The field name is an identifier, matched exactly; the keyword is checked in any case. */
+const ORDER_BY = /^\s*created_at(?:\s+([A-Za-z]+))?\s*$/;
+
+/**
+ * ListHandoffs' order_by (AIP-132): the one field, `created_at`, with `asc` or `desc` in any case
+ * (`asc` when absent); spaces around and between are insignificant. Empty is newest first.
+ */
+function parseOrderBy(raw: string): HandoffOrder {
+  if (raw.trim() === '') return 'newest-first';
+  const match = ORDER_BY.exec(raw);
+  const direction = match ? (match[1] ?? 'asc').toLowerCase() : '';
+  if (direction === 'asc') return 'oldest-first';
+  if (direction === 'desc') return 'newest-first';
+  throw invalidArgument(
+    'order_by must be empty or "created_at desc" (newest first), or "created_at" or ' +
+      '"created_at asc" (oldest first)',
+  );
 }
 
 /** An answer's handoff over its request's: an id and created_at, with their tags and framing. */

@@ -42,7 +42,7 @@ export const DEFAULT_CATCH_UP_WINDOW_MS = 5 * 60_000;
 const DEFAULT_RECONNECT_BASE_DELAY_MS = 100;
 const DEFAULT_RECONNECT_MAX_DELAY_MS = 5_000;
 /** Rows per ListHandoffs page of a catch-up: the most the server takes. */
-const CATCH_UP_PAGE_SIZE = 1000;
+export const CATCH_UP_PAGE_SIZE = 1000;
 
 /**
  * Every handoff of a client (or to one agent), each once, for as long as the caller iterates:
@@ -51,10 +51,10 @@ const CATCH_UP_PAGE_SIZE = 1000;
  * committed in between is lost.
  *
  * It subscribes first and waits for the server's word that it has (the response header), then
- * lists what was created since its resume point with ListHandoffs, then passes on the live stream.
- * A handoff can come both ways; within one iteration each id comes once. Handoffs come oldest
- * first within a catch-up, then as they are committed. Any error other than UNAVAILABLE (an
- * unknown client, a revoked token) is thrown.
+ * lists what was created since its resume point with ListHandoffs, oldest first, passing each
+ * page on as it arrives, then passes on the live stream. A handoff can come both ways; within one
+ * iteration each id comes once. Handoffs come oldest first within a catch-up, then as they are
+ * committed. Any error other than UNAVAILABLE (an unknown client, a revoked token) is thrown.
  */
 export async function* followHandoffs(
   client: ShardgateClient,
@@ -79,8 +79,11 @@ export async function* followHandoffs(
         failures = 0;
         options.onSubscribed?.();
         if (resumeAtMs !== undefined) {
-          for (const h of await catchUp(client, request, resumeAtMs - windowMs, signal)) {
+          for await (const h of catchUp(client, request, resumeAtMs - windowMs, signal)) {
             if (delivered.add(h)) yield h;
+            // Oldest first, so a catch-up cut short resumes after what it delivered: those ids
+            // are still remembered, and older ones are never read again.
+            resumeAtMs = Math.max(resumeAtMs, delivered.newestMs ?? 0);
           }
         }
         // Later catch-ups start here at the latest, even if nothing arrives.
@@ -114,17 +117,15 @@ function isUnavailable(err: unknown): boolean {
 }
 
 /**
- * Handoffs created at or after `fromMs`, oldest first. ListHandoffs pages newest first, so the
- * whole catch-up is read before any of it is passed on: a resume point far back reads (and
- * holds) everything since.
+ * Handoffs created at or after `fromMs`, oldest first, page by page as ListHandoffs returns them:
+ * a resume point far back holds one page at a time, and its first handoffs come at once.
  */
-async function catchUp(
+async function* catchUp(
   client: ShardgateClient,
   request: FollowHandoffsRequest,
   fromMs: number,
   signal: AbortSignal | undefined,
-): Promise<Handoff[]> {
-  const newestFirst: Handoff[] = [];
+): AsyncGenerator<Handoff, void, undefined> {
   let pageToken = '';
   do {
     const page = await client.handoffs.listHandoffs(
@@ -132,15 +133,15 @@ async function catchUp(
         clientId: request.clientId,
         toAgent: request.toAgent ?? '',
         createdAfter: new Date(fromMs),
+        orderBy: 'created_at',
         pageSize: CATCH_UP_PAGE_SIZE,
         pageToken,
       },
       { signal },
     );
-    newestFirst.push(...page.handoffs);
+    yield* page.handoffs;
     pageToken = page.nextPageToken;
   } while (pageToken !== '');
-  return newestFirst.reverse();
 }
 
 /**

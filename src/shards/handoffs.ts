@@ -13,13 +13,19 @@ export interface HandoffRecord {
   createdAt: Date;
 }
 
-/** Filters and keyset position for listing newest first, in (created_at, id) descending order. */
+/** A handoff listing's order: by (created_at, id), which is append order, or its reverse. */
+export type HandoffOrder = 'newest-first' | 'oldest-first';
+
+/** Filters and keyset position for listing in (created_at, id) order, newest first by default. */
 export interface HandoffQuery {
   fromAgent?: string;
   toAgent?: string;
   createdAfter?: Date;
   createdBefore?: Date;
-  before?: { createdAt: Date; id: string };
+  /** Default 'newest-first'. */
+  order?: HandoffOrder;
+  /** The last handoff of the previous page: this page holds those after it in `order`. */
+  after?: { createdAt: Date; id: string };
   limit: number;
 }
 
@@ -140,24 +146,26 @@ export const handoffs = {
   /**
    * The list statement and its parameters. Exported so a test can EXPLAIN the exact text: every
    * filter is `($n IS NULL OR col = $n)`, which the planner folds away for each bound value, so
-   * the agents and created_at indexes stay usable.
+   * the agents and created_at indexes stay usable (in either order: an index scans backward).
+   * Only the keyset comparison and the ORDER BY differ by order, and neither takes caller text.
    */
   listQuery(schema: string, q: HandoffQuery): { text: string; values: unknown[] } {
+    const [past, direction] = q.order === 'oldest-first' ? ['>', 'ASC'] : ['<', 'DESC'];
     return {
       text: `SELECT ${COLUMNS} FROM ${schema}.handoffs
        WHERE ($1::text IS NULL OR from_agent = $1)
          AND ($2::text IS NULL OR to_agent = $2)
          AND ($3::timestamptz IS NULL OR created_at >= $3)
          AND ($4::timestamptz IS NULL OR created_at < $4)
-         AND ($5::timestamptz IS NULL OR (created_at, id) < ($5, $6::uuid))
-       ORDER BY created_at DESC, id DESC LIMIT $7`,
+         AND ($5::timestamptz IS NULL OR (created_at, id) ${past} ($5, $6::uuid))
+       ORDER BY created_at ${direction}, id ${direction} LIMIT $7`,
       values: [
         q.fromAgent ?? null,
         q.toAgent ?? null,
         q.createdAfter ?? null,
         q.createdBefore ?? null,
-        q.before?.createdAt ?? null,
-        q.before?.id ?? null,
+        q.after?.createdAt ?? null,
+        q.after?.id ?? null,
         q.limit,
       ],
     };

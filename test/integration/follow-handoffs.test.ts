@@ -1,8 +1,13 @@
 import { ClientError, Status } from 'nice-grpc';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { followHandoffs, type FollowHandoffsOptions } from '../../src/client/index.js';
+import { CATCH_UP_PAGE_SIZE } from '../../src/client/follow-handoffs.js';
+import {
+  followHandoffs,
+  type FollowHandoffsOptions,
+  type ShardgateClient,
+} from '../../src/client/index.js';
 import { MoveState } from '../../src/gen/shardgate/v1/admin.js';
-import type { Handoff } from '../../src/gen/shardgate/v1/handoff.js';
+import type { Handoff, ListHandoffsRequest } from '../../src/gen/shardgate/v1/handoff.js';
 import { waitUntil } from '../support/handoff-watch.js';
 import {
   createTestTopology,
@@ -51,11 +56,19 @@ describe('followHandoffs (typed client)', () => {
     request: { clientId: string; toAgent?: string },
     options: FollowHandoffsOptions = {},
   ): Follower {
+    return followWith(gw.client, request, options);
+  }
+
+  function followWith(
+    client: ShardgateClient,
+    request: { clientId: string; toAgent?: string },
+    options: FollowHandoffsOptions = {},
+  ): Follower {
     const controller = new AbortController();
     const received: Handoff[] = [];
     const ended = (async () => {
       try {
-        for await (const h of followHandoffs(gw.client, request, {
+        for await (const h of followHandoffs(client, request, {
           ...options,
           signal: controller.signal,
         })) {
@@ -77,6 +90,53 @@ describe('followHandoffs (typed client)', () => {
   }
 
   const numbers = (hs: readonly Handoff[]): unknown[] => hs.map((h) => h.summary?.['n']);
+
+  /** Appends `count` handoffs numbered from `from`, at most 1000 (one batch) per call. */
+  async function appendMany(clientId: string, from: number, count: number): Promise<Handoff[]> {
+    const out: Handoff[] = [];
+    for (let start = from; start < from + count; start += 1000) {
+      const { handoffs } = await gw.client.handoffs.batchAppendHandoffs({
+        clientId,
+        handoffs: Array.from({ length: Math.min(1000, from + count - start) }, (_, i) => ({
+          fromAgent: 'intake',
+          toAgent: 'dispatch',
+          version: 1,
+          summary: { n: start + i },
+        })),
+      });
+      out.push(...handoffs);
+    }
+    return out;
+  }
+
+  /** Waits (bounded) until the clock has passed `h`'s created_at: what comes next is later. */
+  async function pastCreatedAt(h: Handoff): Promise<void> {
+    await waitUntil(() => Date.now() > h.createdAt!.getTime() + 1, 'the clock to move on');
+  }
+
+  /**
+   * The gateway's client with its ListHandoffs calls seen (the requests, in order) and, where
+   * `fail` says so, failed before they are sent, as a dropped connection would fail them.
+   */
+  function watchingLists(fail: (call: number) => Error | undefined = () => undefined): {
+    client: ShardgateClient;
+    lists: Partial<ListHandoffsRequest>[];
+  } {
+    const lists: Partial<ListHandoffsRequest>[] = [];
+    const handoffs = gw.client.handoffs;
+    const client: ShardgateClient = {
+      ...gw.client,
+      handoffs: {
+        ...handoffs,
+        listHandoffs: (request, options) => {
+          lists.push(request as Partial<ListHandoffsRequest>);
+          const error = fail(lists.length);
+          return error ? Promise.reject(error) : handoffs.listHandoffs(request, options);
+        },
+      },
+    };
+    return { client, lists };
+  }
 
   it('delivers handoffs appended after it started, once each, in order; ends quietly on abort', async () => {
     const { clientId } = await newClient();
@@ -109,6 +169,72 @@ describe('followHandoffs (typed client)', () => {
     await waitUntil(() => windowed.received.length >= 5, 'the windowed catch-up');
     expect(numbers(windowed.received)).toEqual([0, 1, 2, 3, 4]);
     await windowed.stop();
+  });
+
+  it('passes on a long catch-up page by page, oldest first: the first handoff comes before the last page is read', async () => {
+    const { clientId } = await newClient();
+    const since = new Date(Date.now() - 7 * 24 * 3600_000); // a week back
+    const appended = await appendMany(clientId, 0, CATCH_UP_PAGE_SIZE + 5);
+    const { client, lists } = watchingLists();
+    const controller = new AbortController();
+    const handoffs = followHandoffs(client, { clientId }, { since, signal: controller.signal });
+    try {
+      const first = await handoffs.next();
+      expect(first.value).toEqual(appended[0]);
+      // Only the first page was listed, oldest first.
+      expect(lists).toHaveLength(1);
+      expect(lists[0]).toMatchObject({ clientId, orderBy: 'created_at', pageSize: 1000 });
+
+      const received = [first.value as Handoff];
+      while (received.length < appended.length) {
+        const next = await handoffs.next();
+        received.push(next.value as Handoff);
+      }
+      expect(received.map((h) => h.id)).toEqual(appended.map((h) => h.id));
+      expect(lists).toHaveLength(2);
+      expect(lists[1]!.pageToken).not.toBe('');
+    } finally {
+      controller.abort();
+      await handoffs.return();
+    }
+  });
+
+  it('a catch-up cut short by UNAVAILABLE resumes after what it delivered: nothing comes twice, nothing is lost', async () => {
+    const { clientId } = await newClient();
+    const since = new Date(Date.now() - 60_000);
+    // Three pages at three created_at times: page 1 (older), page 2 (newer), then one more.
+    const older = await appendMany(clientId, 0, CATCH_UP_PAGE_SIZE);
+    await pastCreatedAt(older.at(-1)!);
+    const newer = await appendMany(clientId, CATCH_UP_PAGE_SIZE, CATCH_UP_PAGE_SIZE);
+    await pastCreatedAt(newer.at(-1)!);
+    const last = await append(clientId, 2 * CATCH_UP_PAGE_SIZE);
+    // The third page's call fails once, after two pages were delivered; with no window the
+    // delivered-id set forgets the older page once the newer one is in (it keeps 2 windows).
+    const dropped = new ClientError(
+      '/shardgate.v1.HandoffService/ListHandoffs',
+      Status.UNAVAILABLE,
+      'connection dropped (test)',
+    );
+    const { client, lists } = watchingLists((call) => (call === 3 ? dropped : undefined));
+    const reconnects: unknown[] = [];
+    const f = followWith(
+      client,
+      { clientId },
+      {
+        since,
+        catchUpWindowMs: 0,
+        reconnectBaseDelayMs: 1,
+        onReconnect: (e) => reconnects.push(e),
+      },
+    );
+    const all = [...older, ...newer, last];
+    await waitUntil(() => f.received.length >= all.length, 'the whole catch-up', 15_000);
+    expect(reconnects).toEqual([dropped]);
+    expect(f.received.map((h) => h.id)).toEqual(all.map((h) => h.id));
+    // The second catch-up started at the newest handoff it had delivered, not at `since`.
+    expect(lists[3]!.createdAfter).toEqual(newer.at(-1)!.createdAt);
+    expect(await f.stop()).toBeUndefined();
+    expect(f.received).toHaveLength(all.length);
   });
 
   it('keeps following across a move of the client to another shard, losing and repeating nothing', async () => {

@@ -58,6 +58,40 @@ const validAgent = fc.oneof(
 );
 const hostileAgent = hostileString([128]);
 const validDate = dateArb.filter(isTimestamp);
+
+/**
+ * ListHandoffs' order per its contract (AIP-132): `created_at`, then `asc` (the default) or `desc`
+ * in any case, spaces insignificant; empty is newest first; anything else undefined (invalid).
+ */
+function orderOf(orderBy: string): 'newest-first' | 'oldest-first' | undefined {
+  const words = orderBy.split(/\s+/).filter((w) => w !== '');
+  if (words.length === 0) return 'newest-first';
+  if (words[0] !== 'created_at' || words.length > 2) return undefined;
+  const keyword = (words[1] ?? 'asc').toLowerCase();
+  return keyword === 'asc' ? 'oldest-first' : keyword === 'desc' ? 'newest-first' : undefined;
+}
+const validOrderBy = fc.constantFrom(
+  '',
+  'created_at',
+  'created_at asc',
+  'created_at desc',
+  '  created_at \t DESC  ',
+  'created_at Asc',
+);
+const hostileOrderBy = fc.oneof(
+  fc.constantFrom(
+    'create_time',
+    'created_at sideways',
+    'created_at desc, id desc',
+    'CREATED_AT',
+    'summary',
+    'id',
+    'created_at asc desc',
+    'created_at\u0000',
+    '-created_at',
+  ),
+  hostileString([64]),
+);
 /** Documents for a Struct field: valid ones, and anything at all (absent included). */
 const validDocument = validJsonDocumentArb;
 const hostileDocument = fc.option(jsonDocumentArb, { nil: undefined, freq: 10 });
@@ -193,15 +227,23 @@ describe('fuzzing HandoffService and StateService', { timeout: 90_000 }, () => {
   it('ListHandoffs: agents, time ranges, page sizes and page tokens', async () => {
     type Filters = Omit<ListHandoffsRequest, 'pageToken'>;
     // The listing's filters as page-token.ts fingerprints them: public, so a forger knows them.
+    // Oldest first joins them; newest first (the default) leaves them as they were before it.
     const filtersOf = (r: Filters): unknown[] => [
       r.clientId,
       r.fromAgent === '' ? undefined : r.fromAgent,
       r.toAgent === '' ? undefined : r.toAgent,
       r.createdAfter?.getTime(),
       r.createdBefore?.getTime(),
+      ...(orderOf(r.orderBy) === 'oldest-first' ? ['oldest-first'] : []),
     ];
+    const oldestFirst = await world.gw.client.handoffs.listHandoffs({
+      clientId: world.fuzz.clientId,
+      pageSize: 1,
+      orderBy: 'created_at',
+    });
     const issued = {
       'fuzz, no filters': world.fuzz.tokens.handoffs,
+      'fuzz, no filters, oldest first': oldestFirst.nextPageToken,
       'canary, no filters': world.canary.tokens.handoffs,
       'fuzz appointments': world.fuzz.tokens.appointments,
     };
@@ -213,7 +255,10 @@ describe('fuzzing HandoffService and StateService', { timeout: 90_000 }, () => {
           return true;
         case 'issued':
           return !(
-            t.issuedFor === 'fuzz, no filters' &&
+            t.issuedFor ===
+              (orderOf(r.orderBy) === 'oldest-first'
+                ? 'fuzz, no filters, oldest first'
+                : 'fuzz, no filters') &&
             r.clientId === world.fuzz.clientId &&
             r.fromAgent === '' &&
             r.toAgent === '' &&
@@ -236,6 +281,7 @@ describe('fuzzing HandoffService and StateService', { timeout: 90_000 }, () => {
         toAgent: optionalAgent,
         createdAfter: fc.option(validDate, { nil: undefined }),
         createdBefore: fc.option(validDate, { nil: undefined }),
+        orderBy: validOrderBy,
       },
       {
         clientId: hostileClientId,
@@ -244,6 +290,7 @@ describe('fuzzing HandoffService and StateService', { timeout: 90_000 }, () => {
         toAgent: hostileAgent,
         createdAfter: dateArb,
         createdBefore: dateArb,
+        orderBy: hostileOrderBy,
       },
     );
     await fuzz(world, {
@@ -264,6 +311,7 @@ describe('fuzzing HandoffService and StateService', { timeout: 90_000 }, () => {
         if (w.toAgent !== '' && !isAgent(w.toAgent)) bad.push('to_agent');
         if (r.createdAfter && !isTimestamp(r.createdAfter)) bad.push('created_after');
         if (r.createdBefore && !isTimestamp(r.createdBefore)) bad.push('created_before');
+        if (!orderOf(w.orderBy)) bad.push('order_by');
         if (bad.length === 0 && tokenProblem(r.token, w)) bad.push('page_token');
         return otherwise(r, [...bad, ...clientProblems(r.clientId)], () => OK);
       },

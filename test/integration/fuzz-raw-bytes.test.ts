@@ -105,7 +105,13 @@ function nestedField(levels: number): Uint8Array {
 
 /** A valid request of `method` with some bytes flipped, cut off or appended. */
 function mutated(method: RawMethod, clientId: string): fc.Arbitrary<Uint8Array> {
-  const base = method.encode({ clientId, pageSize: 1, id: clientId, toAgent: 'dispatch' });
+  const base = method.encode({
+    clientId,
+    pageSize: 1,
+    id: clientId,
+    toAgent: 'dispatch',
+    orderBy: 'created_at',
+  });
   return fc
     .tuple(
       fc.nat(Math.max(0, base.length - 1)),

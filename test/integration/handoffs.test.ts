@@ -1,6 +1,7 @@
 import { Status } from 'nice-grpc';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Handoff } from '../../src/gen/shardgate/v1/handoff.js';
+import { handoffs as handoffQueries, type HandoffQuery } from '../../src/shards/handoffs.js';
 import {
   createTestTopology,
   errorOf,
@@ -60,6 +61,7 @@ describe('HandoffService', () => {
     toAgent?: string;
     createdAfter?: Date;
     createdBefore?: Date;
+    orderBy?: string;
   }) {
     const all: Handoff[] = [];
     let pageToken = '';
@@ -74,6 +76,23 @@ describe('HandoffService', () => {
       expect(res.handoffs).toHaveLength(6);
       pageToken = res.nextPageToken;
     }
+  }
+
+  /**
+   * The plan of the gateway's own list query text, with the values a caller would bind. A few
+   * rows would be read sequentially, so sequential scans are off (and with `ordered`, full sorts
+   * too): what matters is which indexes the query can use, and whether they give its order.
+   */
+  async function explainList(clientId: string, q: HandoffQuery, ordered = false): Promise<string> {
+    const { tenant } = await gw.client.tenants.getTenant({ clientId });
+    const url = topology.shards.find((s) => s.name === tenant!.shard)!.url;
+    return withPg(url, async (pg) => {
+      await pg.query('SET enable_seqscan = off');
+      if (ordered) await pg.query('SET enable_sort = off');
+      const query = handoffQueries.listQuery(pg.escapeIdentifier(tenant!.schema), q);
+      const plan = await pg.query<{ 'QUERY PLAN': string }>(`EXPLAIN ${query.text}`, query.values);
+      return plan.rows.map((r) => r['QUERY PLAN']).join('\n');
+    });
   }
 
   it('stores a nested summary exactly and sets id and created_at', async () => {
@@ -264,6 +283,134 @@ describe('HandoffService', () => {
     expect(misuse.code).toBe(Status.INVALID_ARGUMENT);
   });
 
+  it('pages oldest first with order_by "created_at": 40 handoffs in append order, filters kept, no gaps or repeats', async () => {
+    const clientId = await newClient();
+    const appended: Handoff[] = [];
+    for (let i = 0; i < 40; i++)
+      appended.push(await append(clientId, i % 3 === 0 ? 'x' : 'y', i % 2 === 0 ? 'p' : 'q', i));
+    const ids = (hs: Handoff[]) => hs.map((h) => h.id);
+
+    const oldestFirst = await listAll({ clientId, orderBy: 'created_at' });
+    expect(oldestFirst).toHaveLength(40);
+    expect(new Set(ids(oldestFirst)).size).toBe(40);
+    expect(oldestFirst).toEqual(appended);
+    // "created_at asc" is the same order; the default and "created_at desc" are its reverse.
+    expect(await listAll({ clientId, orderBy: 'created_at asc' })).toEqual(appended);
+    const newestFirst = [...appended].reverse();
+    expect(await listAll({ clientId })).toEqual(newestFirst);
+    expect(await listAll({ clientId, orderBy: 'created_at desc' })).toEqual(newestFirst);
+
+    // With to_agent (the index handoffs_to_agent_latest_idx, read backward): 20 to q.
+    const toQ = await listAll({ clientId, toAgent: 'q', orderBy: 'created_at' });
+    expect(ids(toQ)).toEqual(ids(appended.filter((h) => h.toAgent === 'q')));
+    expect(toQ).toHaveLength(20);
+
+    // Within a time range, with both agent filters: y→q among i in [5, 35).
+    const window = await listAll({
+      clientId,
+      fromAgent: 'y',
+      toAgent: 'q',
+      createdAfter: appended[5]!.createdAt,
+      createdBefore: appended[35]!.createdAt,
+      orderBy: ' created_at  ASC ',
+    });
+    const expected = appended.filter((h) => {
+      const n = (h.summary as { n: number }).n;
+      return n >= 5 && n < 35 && h.fromAgent === 'y' && h.toAgent === 'q';
+    });
+    expect(ids(window)).toEqual(ids(expected));
+    expect(window).toHaveLength(10);
+
+    // Only a time range: i in [12, 30), 18 handoffs, three pages.
+    const range = await listAll({
+      clientId,
+      createdAfter: appended[12]!.createdAt,
+      createdBefore: appended[30]!.createdAt,
+      orderBy: 'created_at',
+    });
+    expect(ids(range)).toEqual(ids(appended.slice(12, 30)));
+  });
+
+  it('takes order_by as AIP-132 writes it and refuses anything else with INVALID_ARGUMENT naming the accepted values', async () => {
+    const clientId = await newClient();
+    const first = await append(clientId, 'a', 'b', 0);
+    const second = await append(clientId, 'a', 'b', 1);
+    const listed = async (orderBy: string) =>
+      (await gw.client.handoffs.listHandoffs({ clientId, orderBy })).handoffs.map((h) => h.id);
+
+    for (const orderBy of ['created_at', 'created_at asc', 'created_at ASC', '\tcreated_at   Asc '])
+      expect(await listed(orderBy), orderBy).toEqual([first.id, second.id]);
+    for (const orderBy of ['', '   ', 'created_at desc', 'created_at DESC', ' created_at\tdesc'])
+      expect(await listed(orderBy), orderBy).toEqual([second.id, first.id]);
+
+    for (const orderBy of [
+      'summary',
+      'created_at sideways',
+      'create_time',
+      'create_time desc',
+      'CREATED_AT',
+      'created_at desc, id desc',
+      'created_at,',
+      'created_at asc desc',
+      '-created_at',
+      'id',
+    ]) {
+      const error = await errorOf(gw.client.handoffs.listHandoffs({ clientId, orderBy }));
+      expect(error.code, orderBy).toBe(Status.INVALID_ARGUMENT);
+      expect(error.details).toBe(
+        'order_by must be empty or "created_at desc" (newest first), or "created_at" or ' +
+          '"created_at asc" (oldest first)',
+      );
+    }
+  });
+
+  it('binds a page token to its order: a newest-first token used oldest first (or back) is INVALID_ARGUMENT', async () => {
+    const clientId = await newClient();
+    for (let i = 0; i < 4; i++) await append(clientId, 'a', 'b', i);
+    const newest = await gw.client.handoffs.listHandoffs({ clientId, pageSize: 2 });
+    const oldest = await gw.client.handoffs.listHandoffs({
+      clientId,
+      pageSize: 2,
+      orderBy: 'created_at',
+    });
+    expect(newest.nextPageToken).not.toBe('');
+    expect(oldest.nextPageToken).not.toBe('');
+
+    const misuses = [
+      { orderBy: 'created_at', pageToken: newest.nextPageToken },
+      { orderBy: 'created_at asc', pageToken: newest.nextPageToken },
+      { orderBy: '', pageToken: oldest.nextPageToken },
+      { orderBy: 'created_at desc', pageToken: oldest.nextPageToken },
+    ];
+    for (const misuse of misuses) {
+      const error = await errorOf(
+        gw.client.handoffs.listHandoffs({ clientId, pageSize: 2, ...misuse }),
+      );
+      expect(error.code, misuse.orderBy).toBe(Status.INVALID_ARGUMENT);
+      expect(error.details).toContain('page_token was issued for different filters');
+    }
+
+    // The same order, written another way, takes the token: the order is compared normalised.
+    const newestRest = await gw.client.handoffs.listHandoffs({
+      clientId,
+      pageSize: 2,
+      orderBy: 'created_at DESC',
+      pageToken: newest.nextPageToken,
+    });
+    expect([...newest.handoffs, ...newestRest.handoffs].map((h) => h.summary?.['n'])).toEqual([
+      3, 2, 1, 0,
+    ]);
+    const oldestRest = await gw.client.handoffs.listHandoffs({
+      clientId,
+      pageSize: 2,
+      orderBy: ' created_at Asc',
+      pageToken: oldest.nextPageToken,
+    });
+    expect([...oldest.handoffs, ...oldestRest.handoffs].map((h) => h.summary?.['n'])).toEqual([
+      0, 1, 2, 3,
+    ]);
+  });
+
   it('returns the newest handoff to an agent, and NOT_FOUND when there is none', async () => {
     const clientId = await newClient();
     const missingEmpty = await errorOf(
@@ -287,7 +434,7 @@ describe('HandoffService', () => {
     expect(missing.details).toContain('dispatch');
   });
 
-  it('lists a batch, appended in one statement at one created_at, newest first in reverse append order', async () => {
+  it('lists a batch, appended in one statement at one created_at, newest first in reverse append order and oldest first in append order', async () => {
     const clientId = await newClient();
     const items = Array.from({ length: 12 }, (_, n) => ({
       fromAgent: 'intake',
@@ -302,6 +449,10 @@ describe('HandoffService', () => {
     expect(new Set(handoffs.map((h) => h.createdAt!.getTime())).size).toBe(1);
     const listed = await listAll({ clientId });
     expect(listed.map((h) => h.summary)).toEqual(items.map((h) => h.summary).reverse());
+    // Oldest first, 6 a page across one created_at: exactly the batch's order, paged by id.
+    const oldestFirst = await listAll({ clientId, orderBy: 'created_at' });
+    expect(oldestFirst.map((h) => h.id)).toEqual(handoffs.map((h) => h.id));
+    expect(oldestFirst.map((h) => h.summary)).toEqual(items.map((h) => h.summary));
     // The latest to an agent is the last one the batch gave it, not any of the batch.
     const latest = await gw.client.handoffs.getLatestHandoff({ clientId, toAgent: 'billing' });
     expect(latest.handoff?.summary).toEqual({ n: 10 });
@@ -351,21 +502,55 @@ describe('HandoffService', () => {
       const columnsOf = rows.map((r) => /\((.*)\)$/.exec(r.indexdef)?.[1]);
       expect(columnsOf).toContain('from_agent, to_agent');
       expect(columnsOf).toContain('created_at');
-
-      // The gateway's own list query text, planned with the values a caller would bind.
-      await pg.query('SET enable_seqscan = off');
-      const { handoffs } = await import('../../src/shards/handoffs.js');
-      const query = handoffs.listQuery(pg.escapeIdentifier(schema), {
-        fromAgent: 'a',
-        toAgent: 'b',
-        limit: 51,
-      });
-      const plan = await pg.query<{ 'QUERY PLAN': string }>(`EXPLAIN ${query.text}`, query.values);
-      const text = plan.rows.map((r) => r['QUERY PLAN']).join('\n');
-      // Both agent filters become the index condition, not a filter over every row.
-      expect(text).toMatch(/Index (Only )?Scan|Bitmap Index Scan/);
-      expect(text).toContain(`Index Cond: ((from_agent = 'a'::text) AND (to_agent = 'b'::text))`);
-      expect(text).not.toContain('Seq Scan');
     });
+
+    const text = await explainList(clientId, { fromAgent: 'a', toAgent: 'b', limit: 51 });
+    // Both agent filters become the index condition, not a filter over every row.
+    expect(text).toMatch(/Index (Only )?Scan|Bitmap Index Scan/);
+    expect(text).toContain(`Index Cond: ((from_agent = 'a'::text) AND (to_agent = 'b'::text))`);
+    expect(text).not.toContain('Seq Scan');
+  });
+
+  it('lists oldest first from indexes too: to_agent reads handoffs_to_agent_latest_idx backward, no filter handoffs_created_idx', async () => {
+    const clientId = await newClient();
+    const appended: Handoff[] = [];
+    for (let i = 0; i < 3; i++) appended.push(await append(clientId, 'a', 'b', i));
+    const after = { createdAt: appended[0]!.createdAt!, id: appended[0]!.id };
+    const fullSort = /(^|->)\s*Sort\s+\(/m; // a plan node; an Incremental Sort on a presorted key is fine
+    const uuid = `'${after.id}'::uuid`;
+
+    // With to_agent: the index, read backward, gives (created_at, id) ascending with no sort,
+    // and a page token's keyset is part of the index condition.
+    for (const withToken of [false, true]) {
+      const text = await explainList(
+        clientId,
+        { toAgent: 'b', order: 'oldest-first', limit: 51, ...(withToken ? { after } : {}) },
+        true,
+      );
+      expect(text).toContain('Index Scan Backward using handoffs_to_agent_latest_idx');
+      expect(text).toMatch(/Index Cond: \(+to_agent = 'b'::text\)/);
+      if (withToken) expect(text).toMatch(/Index Cond: .*ROW\(created_at, id\) > ROW\(/);
+      if (withToken) expect(text).toContain(uuid);
+      expect(text).not.toMatch(fullSort);
+      expect(text).not.toContain('Seq Scan');
+    }
+    // Newest first reads the same index forward.
+    const newestToB = await explainList(clientId, { toAgent: 'b', limit: 51 }, true);
+    expect(newestToB).toMatch(/Index Scan using handoffs_to_agent_latest_idx/);
+    expect(newestToB).not.toMatch(fullSort);
+
+    // Without filters: handoffs_created_idx in created_at order, ties sorted by id as they come;
+    // a page token's created_at bounds the index scan.
+    for (const withToken of [false, true]) {
+      const text = await explainList(
+        clientId,
+        { order: 'oldest-first', limit: 51, ...(withToken ? { after } : {}) },
+        true,
+      );
+      expect(text).toMatch(/Index Scan using handoffs_created_idx/);
+      expect(text).not.toMatch(fullSort);
+      expect(text).not.toContain('Seq Scan');
+      if (withToken) expect(text).toMatch(/Index Cond: \(created_at >= /);
+    }
   });
 });

@@ -71,12 +71,21 @@ export interface ListHandoffsRequest {
     | Date
     | undefined;
   /** Only handoffs created before this time. */
-  createdBefore?: Date | undefined;
+  createdBefore?:
+    | Date
+    | undefined;
+  /**
+   * Order of the listing (AIP-132): "created_at desc" or empty for newest first, "created_at" or
+   * "created_at asc" for oldest first (keywords in any case, spaces ignored). Handoffs with one
+   * created_at are ordered by id, which is append order. Anything else is INVALID_ARGUMENT. A
+   * `page_token` is valid only with the order it was issued for.
+   */
+  orderBy: string;
 }
 
 /** Response of ListHandoffs. */
 export interface ListHandoffsResponse {
-  /** A page of handoffs, newest first. */
+  /** A page of handoffs, in the request's order (newest first by default). */
   handoffs: Handoff[];
   /** Token for the next page; empty on the last page. */
   nextPageToken: string;
@@ -480,6 +489,7 @@ function createBaseListHandoffsRequest(): ListHandoffsRequest {
     toAgent: "",
     createdAfter: undefined,
     createdBefore: undefined,
+    orderBy: "",
   };
 }
 
@@ -505,6 +515,9 @@ export const ListHandoffsRequest: MessageFns<ListHandoffsRequest> = {
     }
     if (message.createdBefore !== undefined) {
       Timestamp.encode(toTimestamp(message.createdBefore), writer.uint32(58).fork()).join();
+    }
+    if (message.orderBy !== "") {
+      writer.uint32(66).string(message.orderBy);
     }
     return writer;
   },
@@ -578,6 +591,14 @@ export const ListHandoffsRequest: MessageFns<ListHandoffsRequest> = {
             message.createdBefore = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.orderBy = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -627,6 +648,11 @@ export const ListHandoffsRequest: MessageFns<ListHandoffsRequest> = {
         : isSet(object.created_before)
         ? fromJsonTimestamp(object.created_before)
         : undefined,
+      orderBy: isSet(object.orderBy)
+        ? globalThis.String(object.orderBy)
+        : isSet(object.order_by)
+        ? globalThis.String(object.order_by)
+        : "",
     };
   },
 
@@ -653,6 +679,9 @@ export const ListHandoffsRequest: MessageFns<ListHandoffsRequest> = {
     if (message.createdBefore !== undefined) {
       obj.createdBefore = message.createdBefore.toISOString();
     }
+    if (message.orderBy !== "") {
+      obj.orderBy = message.orderBy;
+    }
     return obj;
   },
 
@@ -668,6 +697,7 @@ export const ListHandoffsRequest: MessageFns<ListHandoffsRequest> = {
     message.toAgent = object.toAgent ?? "";
     message.createdAfter = object.createdAfter ?? undefined;
     message.createdBefore = object.createdBefore ?? undefined;
+    message.orderBy = object.orderBy ?? "";
     return message;
   },
 };
@@ -1282,9 +1312,9 @@ export const HandoffServiceDefinition = {
       options: {},
     },
     /**
-     * Lists handoffs newest first, filtered by agents and time range. Handoffs with the same
-     * created_at (a batch, or appends in one millisecond) come in reverse order of their ids,
-     * which is the reverse order of appending.
+     * Lists handoffs, filtered by agents and time range, newest first or (order_by) oldest first.
+     * Handoffs with the same created_at (a batch, or appends in one millisecond) are ordered by
+     * their ids, which is the order of appending: newest first lists them in reverse.
      */
     listHandoffs: {
       name: "ListHandoffs",
@@ -1325,7 +1355,8 @@ export const HandoffServiceDefinition = {
      * streamed. The stream ends only when the caller cancels, or with UNAVAILABLE when the client
      * moved to another shard or its shard cannot be reached; to lose nothing, watch again, wait for
      * the header, then catch up with ListHandoffs (created_after a little before the last handoff
-     * seen) and drop repeats by id. The typed client's followHandoffs does exactly that.
+     * seen, order_by "created_at" for oldest first) and drop repeats by id. The typed client's
+     * followHandoffs does exactly that.
      */
     watchHandoffs: {
       name: "WatchHandoffs",
@@ -1345,9 +1376,9 @@ export interface HandoffServiceImplementation<CallContextExt = {}> {
     context: CallContext & CallContextExt,
   ): Promise<DeepPartial<AppendHandoffResponse>>;
   /**
-   * Lists handoffs newest first, filtered by agents and time range. Handoffs with the same
-   * created_at (a batch, or appends in one millisecond) come in reverse order of their ids,
-   * which is the reverse order of appending.
+   * Lists handoffs, filtered by agents and time range, newest first or (order_by) oldest first.
+   * Handoffs with the same created_at (a batch, or appends in one millisecond) are ordered by
+   * their ids, which is the order of appending: newest first lists them in reverse.
    */
   listHandoffs(
     request: ListHandoffsRequest,
@@ -1376,7 +1407,8 @@ export interface HandoffServiceImplementation<CallContextExt = {}> {
    * streamed. The stream ends only when the caller cancels, or with UNAVAILABLE when the client
    * moved to another shard or its shard cannot be reached; to lose nothing, watch again, wait for
    * the header, then catch up with ListHandoffs (created_after a little before the last handoff
-   * seen) and drop repeats by id. The typed client's followHandoffs does exactly that.
+   * seen, order_by "created_at" for oldest first) and drop repeats by id. The typed client's
+   * followHandoffs does exactly that.
    */
   watchHandoffs(
     request: WatchHandoffsRequest,
@@ -1391,9 +1423,9 @@ export interface HandoffServiceClient<CallOptionsExt = {}> {
     options?: CallOptions & CallOptionsExt,
   ): Promise<AppendHandoffResponse>;
   /**
-   * Lists handoffs newest first, filtered by agents and time range. Handoffs with the same
-   * created_at (a batch, or appends in one millisecond) come in reverse order of their ids,
-   * which is the reverse order of appending.
+   * Lists handoffs, filtered by agents and time range, newest first or (order_by) oldest first.
+   * Handoffs with the same created_at (a batch, or appends in one millisecond) are ordered by
+   * their ids, which is the order of appending: newest first lists them in reverse.
    */
   listHandoffs(
     request: DeepPartial<ListHandoffsRequest>,
@@ -1422,7 +1454,8 @@ export interface HandoffServiceClient<CallOptionsExt = {}> {
    * streamed. The stream ends only when the caller cancels, or with UNAVAILABLE when the client
    * moved to another shard or its shard cannot be reached; to lose nothing, watch again, wait for
    * the header, then catch up with ListHandoffs (created_after a little before the last handoff
-   * seen) and drop repeats by id. The typed client's followHandoffs does exactly that.
+   * seen, order_by "created_at" for oldest first) and drop repeats by id. The typed client's
+   * followHandoffs does exactly that.
    */
   watchHandoffs(
     request: DeepPartial<WatchHandoffsRequest>,
