@@ -117,7 +117,8 @@ async function hijackLog(url: string): Promise<string[]> {
   );
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+// Version 4 (random ids) or 7 (handoff ids, time-ordered).
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[47][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 
 /**
  * Replaces what differs between two runs on different clients by design — ids (numbered by first
