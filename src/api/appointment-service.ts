@@ -216,7 +216,7 @@ function changesFromMask(
     else if ((MUTABLE_PATHS as readonly string[]).includes(path)) chosen.add(path as MutablePath);
     else {
       throw invalidArgument(
-        `update_mask path '${path.slice(0, 64)}' cannot be updated; use ${MUTABLE_PATHS.join(', ')} or *`,
+        `update_mask path '${[...path].slice(0, 64).join('')}' cannot be updated; use ${MUTABLE_PATHS.join(', ')} or *`,
       );
     }
   }

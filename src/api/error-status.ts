@@ -22,11 +22,29 @@ export const statusByCode: Readonly<Record<ErrorCode, Status>> = {
  * anything else is a bug: INTERNAL with a generic message, and the stack goes to `logUnexpected`.
  */
 export function toServerError(err: unknown, logUnexpected: (err: unknown) => void): ServerError {
-  if (err instanceof ServerError) return err;
+  if (err instanceof ServerError) {
+    return LONE_SURROGATE.test(err.details)
+      ? new ServerError(err.code, wellFormed(err.details))
+      : err;
+  }
   if (isShardgateError(err)) {
     if (err.code === 'internal' || err.code === 'unavailable') logUnexpected(err);
-    return new ServerError(statusByCode[err.code], err.message);
+    return new ServerError(statusByCode[err.code], wellFormed(err.message));
   }
   logUnexpected(err);
   return new ServerError(Status.INTERNAL, 'internal error; the gateway logged the details');
+}
+
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+/**
+ * The message with any lone UTF-16 surrogate replaced by U+FFFD. grpc-js percent-encodes the
+ * status message with encodeURI, which throws on a lone surrogate: the call would then never be
+ * answered (the caller waits out its deadline) and the gateway logs an unhandled rejection. A
+ * message quoting caller input cut at a length limit could otherwise hold half a surrogate pair.
+ */
+export function wellFormed(message: string): string {
+  return LONE_SURROGATE.test(message)
+    ? message.replace(new RegExp(LONE_SURROGATE.source, 'g'), '\uFFFD')
+    : message;
 }

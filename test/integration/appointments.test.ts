@@ -470,6 +470,22 @@ describe('AppointmentService', () => {
       },
     );
 
+    it('answers a long unknown mask path with an emoji at the quoting limit (it hung before)', async () => {
+      const { clientId, before } = await seeded();
+      // The message quotes 64 characters of the path: a cut by UTF-16 units left half the
+      // emoji, on which grpc-js failed to send the status, so the call waited out its deadline.
+      const path = `${'x'.repeat(63)}\u{1F600}tail`;
+      const err = await errorOf(
+        gw.client.appointments.updateAppointment(
+          { clientId, appointment: { id: before.id, ...replacement }, updateMask: [path] },
+          { deadline: 5_000 },
+        ),
+      );
+      expect(err.code).toBe(Status.INVALID_ARGUMENT);
+      expect(err.details).toContain(`update_mask path '${'x'.repeat(63)}\u{1F600}'`);
+      expect(await get(clientId, before.id)).toEqual(before);
+    });
+
     it('rejects an invalid value in a masked field and changes nothing', async () => {
       const { clientId, before } = await seeded();
       const err = await errorOf(

@@ -25,4 +25,16 @@ describe('toServerError', () => {
     expect(err.details).not.toContain('hunter2');
     expect(logged).toEqual([secret]);
   });
+
+  it('replaces lone surrogates in the message, which grpc-js cannot send (encodeURI throws)', () => {
+    const err = toServerError(
+      new ShardgateError('invalid-argument', `path 'a\uD83D' and 'b\uDE00c' and '\uD83D\uDE00'`),
+      () => undefined,
+    );
+    expect(err.details).toBe(`path 'a\uFFFD' and 'b\uFFFDc' and '\uD83D\uDE00'`);
+    expect(() => encodeURI(err.details)).not.toThrow();
+    const passed = toServerError(new ServerError(Status.NOT_FOUND, 'x\uDBFF'), () => undefined);
+    expect(passed.code).toBe(Status.NOT_FOUND);
+    expect(passed.details).toBe('x\uFFFD');
+  });
 });
