@@ -30,9 +30,14 @@ const TRICKLE_EVERY_MS = 40;
 const TRICKLE_CALLS = 120;
 /** A's concurrent calls: four times its clientMaxInFlight, each sent again as soon as it ends. */
 const FLOOD_CONCURRENCY = 4 * MAX_IN_FLIGHT;
-/** B's p99 under the flood may be this many times its baseline p99, or up to ABSOLUTE_P99_MS. */
+/**
+ * B's p99 under the flood may be this many times its baseline p99, or up to ABSOLUTE_P99_MS. A
+ * starved B waits for a connection until A's stuck calls end (their 1 s deadline) or fails; half
+ * of that still tells starvation from the noise of a loaded machine (a busy CI host has shown a
+ * p99 of 314 ms against a 15 ms baseline without any starvation).
+ */
 const P99_FACTOR = 5;
-const ABSOLUTE_P99_MS = 250;
+const ABSOLUTE_P99_MS = 500;
 
 const floodClient = fileURLToPath(new URL('../support/flood-client.ts', import.meta.url));
 const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
