@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { isShardgateError } from '../core/errors.js';
 import { abortedBySignal } from './sql-errors.js';
 
 /**
@@ -69,9 +70,10 @@ interface Lane<R> {
  * PostgreSQL alike; a lone read still goes out in the turn it arrived, as its own statement.
  *
  * Each read keeps its own semantics: a cancelled read leaves at once (its statement is cancelled
- * only when every read in it has left), and if a shared statement fails (say one client's schema
- * was just dropped by a move) each of its reads runs again alone, so every caller gets the error
- * or row of its own statement.
+ * only when every read in it has left), and if a shared statement fails for one schema's reason
+ * (say that client's schema was just dropped by a move) each of its reads runs again alone, so
+ * every caller gets the error or row of its own statement. A failure of the whole shard (it is
+ * unreachable or past its statement timeout) is every read's answer at once.
  */
 export class PointReads {
   readonly #lanes = new Map<PointReadSpec, Lane<pg.QueryResultRow>>();
@@ -204,8 +206,16 @@ export class PointReads {
         }
       }
       for (const w of batch) settle(w, undefined);
-    } catch {
-      // Alone, each read meets its own fate: its row, or the error its own statement gets.
+    } catch (err) {
+      // A failure of the whole shard (unreachable, past the statement timeout, a conflict) is
+      // every read's answer: running each again alone would multiply the load on a shard that
+      // is already struggling, and make each caller wait for it twice.
+      if (isShardWide(err)) {
+        for (const w of batch) settle(w, undefined, err);
+        return;
+      }
+      // Anything else may be one schema's (dropped by a move, say): alone, each read meets its
+      // own fate, its row or the error its own statement gets.
       await Promise.all(
         batch
           .filter((w) => !w.done)
@@ -296,6 +306,15 @@ function batchStatement<R>(
 }
 
 /** Resolves or rejects a read once; later outcomes (a result after a cancel) are dropped. */
+/** Errors no read of the batch would escape by running alone; see PointReads. */
+function isShardWide(err: unknown): boolean {
+  return (
+    isShardgateError(err) &&
+    err.reason !== 'placement-stale' &&
+    (err.code === 'unavailable' || err.code === 'deadline-exceeded' || err.code === 'aborted')
+  );
+}
+
 function settle<R>(w: Waiter<R>, row: R | undefined, err?: unknown): void {
   if (w.done) return;
   w.done = true;
