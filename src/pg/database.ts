@@ -182,6 +182,10 @@ export class Database {
       giveUp = setTimeout(() => void conn.end().catch(() => undefined), CANCEL_GRACE_MS);
     };
     signal?.addEventListener('abort', onAbort, { once: true });
+    // Checked out, a client has no listener of the pool's: a connection reset (a failover, a
+    // killed backend) would then be an uncaught 'error' event, which ends the process. The
+    // statement running, or the next one, fails on its own, and release drops the client.
+    conn.on('error', ignoreCheckedOutError);
     let broken: Error | undefined;
     try {
       return await fn(conn);
@@ -199,6 +203,7 @@ export class Database {
       // A cancel request still on its way would hit whatever the next borrower runs; once it has
       // landed on an idle backend PostgreSQL ignores it. A broken connection has no next borrower.
       if (cancelling && !broken) await cancelling;
+      conn.removeListener('error', ignoreCheckedOutError);
       conn.release(broken);
     }
   }
@@ -257,6 +262,9 @@ export class Database {
     }
   }
 }
+
+/** See withConnection; one function for every checkout, so adding it allocates nothing. */
+function ignoreCheckedOutError(): void {}
 
 class RollbackFailed extends Error {
   constructor(

@@ -94,6 +94,36 @@ describe('a shard that goes silent', () => {
     expect((await db.query<{ one: number }>('SELECT 1 AS one')).rows).toEqual([{ one: 1 }]);
   });
 
+  // A reset with no word from the server (a failover, a killed backend, a restarted proxy): the
+  // checked-out connection's 'error' event had no listener, an uncaught exception that ends the
+  // gateway process (vitest reports it as an unhandled error and fails the run).
+  it('fails a statement UNAVAILABLE when its connection is reset, and the process goes on', async () => {
+    const running = outcome(db.query('SELECT pg_catalog.pg_sleep(0.3)'));
+    await new Promise((r) => setTimeout(r, 50));
+    proxy.sever();
+    const { error } = await running;
+    expect(error?.code).toBe('unavailable');
+    // The idle connections were reset too; once the pool has seen that, it connects anew.
+    await eventually(async () =>
+      expect((await db.query<{ one: number }>('SELECT 1 AS one')).rows).toEqual([{ one: 1 }]),
+    );
+  });
+
+  it('fails a transaction UNAVAILABLE when its connection is reset between statements', async () => {
+    const { error } = await outcome(
+      db.transaction(undefined, async (q) => {
+        await q.query('SELECT 1');
+        proxy.sever();
+        await new Promise((r) => setTimeout(r, 50)); // the reset lands while no statement runs
+        await q.query('SELECT 2');
+      }),
+    );
+    expect(error?.code).toBe('unavailable');
+    await eventually(async () =>
+      expect((await db.query<{ one: number }>('SELECT 1 AS one')).rows).toEqual([{ one: 1 }]),
+    );
+  });
+
   it('rolls back a transaction whose connection it gave up', async () => {
     await db.query('CREATE SCHEMA IF NOT EXISTS silent');
     await db.query('CREATE TABLE IF NOT EXISTS silent.rows (n int)');

@@ -12,6 +12,8 @@ export interface FreezableProxy {
   url: string;
   freeze(): void;
   thaw(): void;
+  /** Resets every open connection (as a restarted server or a failover does); new ones come in. */
+  sever(): void;
   /** Connections open through the proxy right now. */
   readonly open: number;
   close(): Promise<void>;
@@ -77,6 +79,9 @@ export async function startFreezableProxy(upstreamUrl: string): Promise<Freezabl
         for (const chunk of pair.toServer.splice(0)) pair.server.write(chunk);
         for (const chunk of pair.toClient.splice(0)) pair.client.write(chunk);
       }
+    },
+    sever: () => {
+      for (const pair of pairs) end(pair);
     },
     get open() {
       return pairs.size;
