@@ -92,9 +92,15 @@ export async function startGateway(
   await checkDatabaseRoles(shardTargets(registered, config.shards), config, log);
 
   const tokens = new TokenStore(catalogDb);
+  // While the catalog's change feed is down the caches may miss a change; within the grace they
+  // are still used (config catalog.feedLossGraceMs), so a catalog blip does not stop every call.
+  const graceMs = config.catalog.feedLossGraceMs;
+  const cacheTrusted = (): boolean =>
+    catalog.watching ||
+    (catalog.feedLostAtMs !== undefined && Date.now() - catalog.feedLostAtMs < graceMs);
   const verifier = new TokenVerifier({
     loadToken: (id) => tokens.get(id),
-    cacheTrusted: () => catalog.watching,
+    cacheTrusted,
     bootstrapSecret: config.auth.adminToken,
   });
   const router = new Router({
@@ -102,7 +108,7 @@ export async function startGateway(
       const tenant = await catalog.getTenant(clientId, signal);
       return tenant && toPlacement(tenant);
     },
-    cacheTrusted: () => catalog.watching,
+    cacheTrusted,
   });
 
   const feed = new HandoffFeed(pools);
@@ -120,6 +126,7 @@ export async function startGateway(
   await catalog.watch((event) => {
     if (event.kind === 'tenant') router.invalidate(event.clientId);
     else if (event.kind === 'token') verifier.forget(event.tokenId);
+    else if (event.kind === 'feed-lost') return;
     else {
       if (event.kind === 'resync') {
         router.clear();

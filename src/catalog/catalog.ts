@@ -62,7 +62,10 @@ export type CatalogEvent =
   /** A token was revoked or deleted: drop it from any cache of verified tokens. */
   | { readonly kind: 'token'; readonly tokenId: string }
   | { readonly kind: 'topology' }
-  | { readonly kind: 'resync' };
+  /** The feed is back after it was lost (or up for the first time): every cache starts over. */
+  | { readonly kind: 'resync' }
+  /** The feed was lost; changes may be missed until it is back (see `feedLostAtMs`). */
+  | { readonly kind: 'feed-lost' };
 
 /**
  * The catalog: shards, ring parameters and the tenant directory. Every gateway replica pointed at
@@ -120,5 +123,10 @@ export interface Catalog {
   watch(onChange: (event: CatalogEvent) => void): Promise<void>;
   /** True while the change feed is live, so caches may be trusted. */
   readonly watching: boolean;
+  /**
+   * When (ms since the epoch) the live change feed was last lost; undefined while it is live or
+   * before it first came up. Caches may go on being used for a grace period after it.
+   */
+  readonly feedLostAtMs: number | undefined;
   close(): Promise<void>;
 }

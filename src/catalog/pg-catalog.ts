@@ -39,6 +39,7 @@ export class PgCatalog implements Catalog {
   readonly #db: Database;
   readonly #url: string;
   #listener: PgListener | undefined;
+  #feedLostAtMs: number | undefined;
 
   constructor(db: Database, url: string) {
     this.#db = db;
@@ -47,6 +48,10 @@ export class PgCatalog implements Catalog {
 
   get watching(): boolean {
     return this.#listener?.connected ?? false;
+  }
+
+  get feedLostAtMs(): number | undefined {
+    return this.#feedLostAtMs;
   }
 
   async migrate(): Promise<void> {
@@ -271,8 +276,15 @@ export class PgCatalog implements Catalog {
   async watch(onChange: (event: CatalogEvent) => void): Promise<void> {
     const listener = new PgListener({ url: this.#url, channel: CHANNEL });
     this.#listener = listener;
-    listener.on('connected', () => onChange({ kind: 'resync' }));
-    listener.on('disconnected', () => onChange({ kind: 'resync' }));
+    // Changes sent while the feed was down are lost: caches must start over once it is back.
+    listener.on('connected', () => {
+      this.#feedLostAtMs = undefined;
+      onChange({ kind: 'resync' });
+    });
+    listener.on('disconnected', () => {
+      this.#feedLostAtMs = Date.now();
+      onChange({ kind: 'feed-lost' });
+    });
     listener.on('notification', (payload: string) => {
       if (payload === 's') onChange({ kind: 'topology' });
       else if (payload.startsWith('t:')) onChange({ kind: 'tenant', clientId: payload.slice(2) });

@@ -158,6 +158,20 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
+    catalog: z
+      .object({
+        /**
+         * How long a gateway that lost the catalog's change feed (a catalog restart or failover,
+         * a network cut) goes on using the placements and verified tokens it has cached, so
+         * calls for known clients go on meanwhile. A change made through another replica in that
+         * time (a move, a revoked token) is seen here once the feed is back or the grace ends;
+         * moves stay safe (writes to a client's old copy are refused by its fence). 0: caches are
+         * not used while the feed is down, so every call then needs the catalog.
+         */
+        feedLossGraceMs: z.number().int().min(0).max(600_000).default(30_000),
+      })
+      .strict()
+      .prefault({}),
     audit: z
       .object({
         /**
