@@ -1,4 +1,4 @@
-import { v7 as uuidv7 } from 'uuid';
+import { uuidV7 } from '../core/uuid-v7.js';
 import type { Database } from '../pg/database.js';
 import type { PointReadSpec } from '../pg/point-reads.js';
 import { insertRows, type RequestKey } from '../pg/insert-once.js';
@@ -40,13 +40,13 @@ const LATEST_TO: PointReadSpec = {
 };
 
 /**
- * A new handoff's id: a UUIDv7 (RFC 9562), which this process generates in increasing order, so
+ * A new handoff's id: a UUIDv7 (RFC 9562, src/core/uuid-v7.ts), increasing within a process, so
  * handoffs that share a created_at millisecond (a batch, which is one statement, or back-to-back
  * appends) list and resolve "latest" in the order they were appended: listings order by
  * (created_at, id). Only handoffs appended through different gateways in the same millisecond are
  * ordered by their generators' clocks, which is fine for writes that were concurrent anyway.
  */
-const handoffId = (): string => uuidv7();
+const handoffId = (): string => uuidV7();
 
 /** The fields of a new handoff; the summary is serialised JSON. */
 export interface NewHandoff {
