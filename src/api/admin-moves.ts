@@ -11,6 +11,7 @@ import {
 } from '../gen/shardgate/v1/admin.js';
 import { planRebalance, type PlannedMove } from '../rebalance/planner.js';
 import type { GatewayContext } from './gateway-context.js';
+import { followMove } from './move-progress.js';
 import { cursorDate, cursorString, decodePageToken, pageOf } from './page-token.js';
 import * as v from './validate.js';
 
@@ -77,11 +78,8 @@ export function createMoveHandlers(ctx: GatewayContext): MoveHandlers {
       const move = await ctx.mover.start({ clientId, target, reason: 'manual' });
       yield { move: moveToProto(move) };
       try {
-        for await (const [next] of updates) {
-          const m = next as MoveRecord;
-          if (m.id !== move.id) continue;
+        for await (const m of followMove(ctx, move, updates, signal)) {
           yield { move: moveToProto(m) };
-          if (m.state !== 'running') return;
         }
       } catch (err) {
         if (!signal.aborted) throw err;

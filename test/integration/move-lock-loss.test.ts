@@ -6,6 +6,7 @@ import {
   createTestTopology,
   eventually,
   freshClientId,
+  startTestGateway,
   withPg,
   type TestGateway,
   type TestTopology,
@@ -57,11 +58,22 @@ describe("a move whose lock's connection ends", () => {
     await gw.client.appointments.createAppointment(appointmentInput(clientId, 0));
     const target = tenant!.shard === 'shard-1' ? 'shard-2' : 'shard-1';
     const gate = failpoints.hold('move.copying');
-    const stream = gw.client.admin.moveTenant({ clientId, toShard: target });
-    const first = await stream[Symbol.asyncIterator]().next();
+    const stream = gw.client.admin
+      .moveTenant({ clientId, toShard: target })
+      [Symbol.asyncIterator]();
+    const first = await stream.next();
     const moveId = (first.value as { move: { id: string } }).move.id;
     await gate.reached;
-    return { clientId, source: tenant!.shard, target, moveId, release: gate.release };
+    /** The states the MoveTenant stream reports until it ends. */
+    const rest = (async () => {
+      const states: MoveState[] = [];
+      for (let r = await stream.next(); !r.done; r = await stream.next()) {
+        states.push(r.value.move!.state);
+      }
+      return states;
+    })();
+    rest.catch(() => undefined);
+    return { clientId, source: tenant!.shard, target, moveId, release: gate.release, rest };
   }
 
   const moveOf = async (id: string) => (await gw.client.admin.getMove({ id })).move!;
@@ -105,5 +117,35 @@ describe("a move whose lock's connection ends", () => {
     }, 30_000);
     expect((await gw.client.admin.locate({ clientId: m.clientId })).shard).toBe(m.source);
     await gw.client.appointments.createAppointment(appointmentInput(m.clientId, 1));
+  });
+
+  it('ends the MoveTenant stream of a move another gateway took over, from the journal', async () => {
+    const m = await moveHeldAtCopying();
+    const gw2 = await startTestGateway(topology);
+    const mover = gw.gateway.context.mover;
+    const recover = mover.recover.bind(mover);
+    // This gateway's recovery stays out of it, so the other one takes the move over.
+    mover.recover = () => Promise.resolve();
+    try {
+      await dropLockConnection();
+      const held = await trySessionLock(topology.catalogUrl, `shardgate:move:${m.moveId}`);
+      m.release();
+      await mover.idle(); // stopped: the lock is someone else's
+      await held!.release();
+      await gw2.gateway.context.mover.recover();
+      await gw2.gateway.context.mover.idle();
+      expect((await moveOf(m.moveId)).state).toBe(MoveState.MOVE_STATE_FAILED);
+      // Nothing of that happened in this process: the stream learns it from the journal.
+      const states = await Promise.race([
+        m.rest,
+        new Promise<never>((_, reject) =>
+          setTimeout(() => reject(new Error('the MoveTenant stream did not end')), 10_000),
+        ),
+      ]);
+      expect(states.at(-1)).toBe(MoveState.MOVE_STATE_FAILED);
+    } finally {
+      mover.recover = recover;
+      await gw2.close();
+    }
   });
 });
