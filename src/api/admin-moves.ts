@@ -11,7 +11,7 @@ import {
 } from '../gen/shardgate/v1/admin.js';
 import { planRebalance, type PlannedMove } from '../rebalance/planner.js';
 import type { GatewayContext } from './gateway-context.js';
-import { followMove } from './move-progress.js';
+import { followMove, runToEnd } from './move-progress.js';
 import { cursorDate, cursorString, decodePageToken, pageOf } from './page-token.js';
 import * as v from './validate.js';
 
@@ -95,6 +95,7 @@ export function createMoveHandlers(ctx: GatewayContext): MoveHandlers {
       const total = planned.length;
       const updates = on(ctx.mover, 'progress', { signal });
       const mine = new Set<string>();
+      const ended = new Set<string>();
       const end = { endOfRebalance: true };
       // A planned move that cannot even start (the client is already moving, say) is reported as
       // failed in this stream, so `finished` always reaches `total`.
@@ -112,7 +113,10 @@ export function createMoveHandlers(ctx: GatewayContext): MoveHandlers {
           return undefined;
         }
         mine.add(move.id);
-        return ctx.mover.run(move.id);
+        const { move: final, endedElsewhere } = await runToEnd(ctx, move.id, signal);
+        // Its end was not a progress event here: report it, so `finished` reaches `total`.
+        if (final && endedElsewhere) ctx.mover.emit('progress', final);
+        return final;
       }).finally(() => ctx.mover.emit('progress', end));
       if (total === 0) return;
       try {
@@ -124,8 +128,11 @@ export function createMoveHandlers(ctx: GatewayContext): MoveHandlers {
             continue;
           }
           const m = next as MoveRecord;
-          if (!mine.has(m.id)) continue;
-          if (m.state !== 'running') finished++;
+          if (!mine.has(m.id) || ended.has(m.id)) continue;
+          if (m.state !== 'running') {
+            ended.add(m.id); // its end may be reported twice: here and from the journal
+            finished++;
+          }
           yield { move: moveToProto(m), finished, total };
         }
       } catch (err) {

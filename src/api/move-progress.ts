@@ -40,3 +40,24 @@ export async function* followMove(
     last = m;
   }
 }
+
+/**
+ * Runs a move here (or joins its run) and resolves with its final record. When the run here
+ * stops with the move still running (another process has it now), the journal is read every
+ * MOVE_POLL_MS until the move ends; `endedElsewhere` then says this process emitted no final
+ * progress event for it.
+ */
+export async function runToEnd(
+  ctx: Pick<GatewayContext, 'mover' | 'journal'>,
+  moveId: string,
+  signal: AbortSignal,
+): Promise<{ move: MoveRecord | undefined; endedElsewhere: boolean }> {
+  const here = await ctx.mover.run(moveId).catch(() => undefined);
+  if (here && here.state !== 'running') return { move: here, endedElsewhere: false };
+  let move = await ctx.journal.get(moveId, signal);
+  while (move?.state === 'running') {
+    await sleep(MOVE_POLL_MS, undefined, { signal });
+    move = await ctx.journal.get(moveId, signal);
+  }
+  return { move, endedElsewhere: true };
+}

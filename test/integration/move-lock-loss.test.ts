@@ -58,9 +58,8 @@ describe("a move whose lock's connection ends", () => {
     await gw.client.appointments.createAppointment(appointmentInput(clientId, 0));
     const target = tenant!.shard === 'shard-1' ? 'shard-2' : 'shard-1';
     const gate = failpoints.hold('move.copying');
-    const stream = gw.client.admin
-      .moveTenant({ clientId, toShard: target })
-      [Symbol.asyncIterator]();
+    const call = gw.client.admin.moveTenant({ clientId, toShard: target });
+    const stream = call[Symbol.asyncIterator]();
     const first = await stream.next();
     const moveId = (first.value as { move: { id: string } }).move.id;
     await gate.reached;
@@ -146,6 +145,61 @@ describe("a move whose lock's connection ends", () => {
     } finally {
       mover.recover = recover;
       await gw2.close();
+    }
+  });
+
+  it('ends a Rebalance stream whose move another gateway took over, with finished reaching total', async () => {
+    // A topology of its own, so the drained shard holds just this client and the plan one move.
+    const own = await createTestTopology(2);
+    const ownFailpoints = new Failpoints();
+    const g1 = await startGatewayWithFailpoints(own, ownFailpoints);
+    const g2 = await startTestGateway(own);
+    const mover = g1.gateway.context.mover;
+    mover.recover = () => Promise.resolve(); // g1's recovery stays out of it: g2 takes the move
+    try {
+      const clientId = freshClientId('lock-loss');
+      const { tenant } = await g1.client.tenants.createTenant({ clientId });
+      await g1.client.appointments.createAppointment(appointmentInput(clientId, 0));
+      await g1.client.admin.drainShard({ name: tenant!.shard });
+      const gate = ownFailpoints.hold('move.copying');
+      const streamed = (async () => {
+        const seen: { state: MoveState; finished: number; total: number }[] = [];
+        for await (const msg of g1.client.admin.rebalance({ maxConcurrentMoves: 1, limit: 0 })) {
+          if (msg.move)
+            seen.push({ state: msg.move.state, finished: msg.finished, total: msg.total });
+        }
+        return seen;
+      })();
+      streamed.catch(() => undefined);
+      await gate.reached;
+      const moveId = (await g1.client.admin.listMoves({ clientId })).moves[0]!.id;
+      await withPg(own.catalogUrl, (c) =>
+        c.query(
+          `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+           WHERE application_name = 'shardgate-lock' AND datname = current_database()`,
+        ),
+      );
+      const held = await eventually(async () => {
+        const lock = await trySessionLock(own.catalogUrl, `shardgate:move:${moveId}`);
+        expect(lock).toBeDefined();
+        return lock!;
+      });
+      gate.release();
+      await mover.idle(); // the run here stopped: the lock is someone else's
+      await held.release();
+      await g2.gateway.context.mover.recover();
+      await g2.gateway.context.mover.idle();
+      const seen = await Promise.race([
+        streamed,
+        new Promise<never>((_, reject) =>
+          setTimeout(() => reject(new Error('the Rebalance stream did not end')), 10_000),
+        ),
+      ]);
+      expect(seen.at(-1)).toEqual({ state: MoveState.MOVE_STATE_FAILED, finished: 1, total: 1 });
+      expect(seen.filter((m) => m.state !== MoveState.MOVE_STATE_RUNNING)).toHaveLength(1);
+    } finally {
+      await g1.gateway.context.mover.idle();
+      await Promise.all([g1.close(), g2.close()]);
     }
   });
 });
