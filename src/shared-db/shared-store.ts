@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { uuidV7 } from '../core/uuid-v7.js';
 import type { Database } from '../pg/database.js';
 import { insertOnce, type RequestKey } from '../pg/insert-once.js';
 
@@ -131,7 +131,7 @@ export class SharedStore {
     key?: RequestKey,
   ): Promise<KnowledgeRecord> {
     if (key) {
-      const ids = [randomUUID()];
+      const ids = [uuidV7()];
       const rows = await insertOnce<KnowledgeRecord>(
         this.#db,
         { ...key, caller: key.caller ?? '' },
@@ -150,10 +150,11 @@ export class SharedStore {
       );
       return rows[0]!;
     }
+    // Time-ordered ids, as handoffs': entries added in one millisecond list in the order added.
     const res = await this.#db.query<KnowledgeRecord>(
-      `INSERT INTO shared.knowledge_entries (topic, agent, content) VALUES ($1, $2, $3)
+      `INSERT INTO shared.knowledge_entries (id, topic, agent, content) VALUES ($1, $2, $3, $4)
        RETURNING ${KNOWLEDGE_COLUMNS}`,
-      [k.topic, k.agent, k.content],
+      [uuidV7(), k.topic, k.agent, k.content],
       signal,
     );
     return res.rows[0]!;

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { Status } from 'nice-grpc';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Benchmark, KnowledgeEntry } from '../../src/gen/shardgate/v1/shared.js';
@@ -269,6 +270,17 @@ describe('SharedService', () => {
   });
 
   describe('knowledge entries', () => {
+    it('gives entries added one after another increasing ids, so ties in created_at keep their order', async () => {
+      const topic = `order.${randomUUID().slice(0, 8)}`;
+      const added: KnowledgeEntry[] = [];
+      for (let i = 0; i < 20; i++)
+        added.push(await addEntry({ topic, agent: 'a', content: `${i}` }));
+      const ids = added.map((e) => e.id);
+      expect([...ids].sort()).toEqual(ids);
+      const { entries } = await gw.client.shared.listKnowledgeEntries({ topic, pageSize: 50 });
+      expect(entries.map((e) => e.content)).toEqual(added.map((e) => e.content).reverse());
+    });
+
     it('adds an entry with a server id and created_at, and lists newest first', async () => {
       const topic = `dispatch.${uniqueSuffix()}`;
       const content = 'Line one\n\tindented — ünïcödé ✓\r\nlast';

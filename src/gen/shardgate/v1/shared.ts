@@ -31,7 +31,10 @@ export interface Benchmark {
 
 /** A piece of knowledge an agent recorded for all agents to use. */
 export interface KnowledgeEntry {
-  /** Server-assigned UUID. */
+  /**
+   * Server-assigned UUID, version 7: time-ordered, increasing in the order each gateway adds
+   * entries, so entries of one millisecond list in the order they were added.
+   */
   id: string;
   /** Topic key: lowercase letters, digits, `-`, `_` and `.`, 1 to 128 characters. */
   topic: string;
