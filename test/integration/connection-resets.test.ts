@@ -74,13 +74,18 @@ describe('database connections reset under load', () => {
       (c: string) => gw.client.handoffs.listHandoffs({ clientId: c, pageSize: 5 }),
       (c: string) => gw.client.state.patchState({ clientId: c, patch: { n: n++ } }),
       (c: string) => gw.client.state.getState({ clientId: c }),
+      // The shared database (here the catalog's, behind the same proxy).
+      (c: string) =>
+        gw.client.shared.addKnowledgeEntry({ entry: { topic: 'resets', agent: c, content: 'x' } }),
+      () => gw.client.shared.listKnowledgeEntries({ topic: 'resets', pageSize: 5 }),
     ];
     const worker = async (w: number) => {
       for (let i = w; !stop; i++) {
         const op = ops[i % ops.length]!;
         const started = Date.now();
         try {
-          await op(clients[i % clients.length]!);
+          // Every op meets every client: the op and client cycles must not stay in step.
+          await op(clients[(i + Math.floor(i / ops.length)) % clients.length]!);
           count('OK');
         } catch (err) {
           if (!(err instanceof ClientError)) throw err;
