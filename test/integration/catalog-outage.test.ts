@@ -50,6 +50,12 @@ describe('a catalog that goes away for a while', () => {
     );
     const target = tenant!.shard === 'shard-1' ? 'shard-2' : 'shard-1';
     await strict.client.appointments.getAppointment({ clientId, id: appointment!.id });
+    // Cached, and past the creation's NOTIFY, which drops the entry when it comes in late.
+    await new Promise((r) => setTimeout(r, 200));
+    await eventually(async () => {
+      await cut.client.appointments.getAppointment({ clientId, id: appointment!.id });
+      expect(cut.gateway.context.router.cached(clientId)).toBeDefined();
+    });
 
     proxy.sever();
     proxy.freeze();
@@ -111,7 +117,12 @@ describe('a catalog that goes away for a while', () => {
       const clientId = freshClientId('grace');
       await short.client.tenants.createTenant({ clientId });
       const read = () => short.client.state.getState({ clientId }, { deadline: 1_000 });
-      await read();
+      // Cached, and past the creation's NOTIFY, which drops the entry when it comes in late.
+      await new Promise((r) => setTimeout(r, 200));
+      await eventually(async () => {
+        await read();
+        expect(short.gateway.context.router.cached(clientId)).toBeDefined();
+      });
       proxy.sever();
       proxy.freeze();
       await eventually(async () => expect(short.gateway.context.catalog.watching).toBe(false));
