@@ -1,7 +1,7 @@
 import { ClientError, Status } from 'nice-grpc';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { followHandoffs } from '../../src/client/index.js';
-import { startFreezableProxy, type FreezableProxy } from '../support/freezable-proxy.js';
+import { behindProxies, type FreezableProxy } from '../support/freezable-proxy.js';
 import {
   createTestTopology,
   eventually,
@@ -27,13 +27,9 @@ describe('database connections reset under load', () => {
 
   beforeAll(async () => {
     const topology = await createTestTopology(2);
-    const catalogProxy = await startFreezableProxy(topology.catalogUrl);
-    const shardProxies = await Promise.all(topology.shards.map((s) => startFreezableProxy(s.url)));
-    proxies = [catalogProxy, ...shardProxies];
-    gw = await startTestGateway({
-      catalogUrl: catalogProxy.url,
-      shards: topology.shards.map((s, i) => ({ ...s, url: shardProxies[i]!.url })),
-    });
+    const through = await behindProxies(topology);
+    proxies = through.proxies;
+    gw = await startTestGateway(through.proxied);
     for (let i = 0; i < 4; i++) {
       const clientId = freshClientId('reset');
       await gw.client.tenants.createTenant({ clientId });

@@ -1,7 +1,7 @@
 import { ClientError, Status } from 'nice-grpc';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MoveState } from '../../src/gen/shardgate/v1/admin.js';
-import { startFreezableProxy, type FreezableProxy } from '../support/freezable-proxy.js';
+import { behindProxies, type FreezableProxy } from '../support/freezable-proxy.js';
 import {
   createTestTopology,
   eventually,
@@ -25,13 +25,9 @@ describe('a move while database connections are reset', () => {
 
   beforeAll(async () => {
     topology = await createTestTopology(2);
-    const catalogProxy = await startFreezableProxy(topology.catalogUrl);
-    const shardProxies = await Promise.all(topology.shards.map((s) => startFreezableProxy(s.url)));
-    proxies = [catalogProxy, ...shardProxies];
-    gw = await startTestGateway({
-      catalogUrl: catalogProxy.url,
-      shards: topology.shards.map((s, i) => ({ ...s, url: shardProxies[i]!.url })),
-    });
+    const through = await behindProxies(topology);
+    proxies = through.proxies;
+    gw = await startTestGateway(through.proxied);
   });
   afterAll(async () => {
     await gw?.gateway.context.mover.idle();

@@ -92,3 +92,26 @@ export async function startFreezableProxy(upstreamUrl: string): Promise<Freezabl
     },
   };
 }
+
+/**
+ * A proxy in front of the catalog and of every shard of `topology`, and the topology as seen
+ * through them (a gateway started on it reaches every database through a proxy).
+ */
+export async function behindProxies(topology: {
+  catalogUrl: string;
+  shards: { name: string; url: string; weight: number }[];
+}): Promise<{
+  proxied: typeof topology;
+  /** The catalog's proxy first, then the shards' in topology order. */
+  proxies: FreezableProxy[];
+}> {
+  const catalogProxy = await startFreezableProxy(topology.catalogUrl);
+  const shardProxies = await Promise.all(topology.shards.map((s) => startFreezableProxy(s.url)));
+  return {
+    proxied: {
+      catalogUrl: catalogProxy.url,
+      shards: topology.shards.map((s, i) => ({ ...s, url: shardProxies[i]!.url })),
+    },
+    proxies: [catalogProxy, ...shardProxies],
+  };
+}
