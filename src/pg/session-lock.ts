@@ -1,5 +1,8 @@
 import pg from 'pg';
 
+/** How long taking a lock may wait for the catalog to connect and answer, by default. */
+export const LOCK_TIMEOUT_MS = 3_000;
+
 /** A held session-level advisory lock; released when `release` is called or the process dies. */
 export interface SessionLock {
   /**
@@ -16,10 +19,19 @@ export interface SessionLock {
  * long as that connection, a crashed process frees it at once, so another process can take over
  * the job it guarded. Undefined when someone else holds it.
  */
-export async function trySessionLock(url: string, key: string): Promise<SessionLock | undefined> {
+export async function trySessionLock(
+  url: string,
+  key: string,
+  options: { timeoutMs?: number } = {},
+): Promise<SessionLock | undefined> {
+  const timeoutMs = options.timeoutMs ?? LOCK_TIMEOUT_MS;
   const client = new pg.Client({
     connectionString: url,
     application_name: 'shardgate-lock',
+    // A silent catalog must not hold whoever asks for a lock (move recovery asks every few
+    // seconds): connecting and the non-blocking try each get a bound.
+    connectionTimeoutMillis: timeoutMs,
+    query_timeout: timeoutMs,
     keepAlive: true,
     // Like every pooled connection: nothing in `public` (or any schema) can shadow pg_catalog.
     options: '-c search_path=pg_catalog',

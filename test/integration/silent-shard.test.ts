@@ -1,6 +1,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import { ShardgateError } from '../../src/core/errors.js';
 import { CANCEL_GRACE_MS, Database, DRIVER_TIMEOUT_GRACE_MS } from '../../src/pg/database.js';
+import { trySessionLock } from '../../src/pg/session-lock.js';
 import { startFreezableProxy, type FreezableProxy } from '../support/freezable-proxy.js';
 import { createDatabase, eventually, uniqueSuffix } from '../support/harness.js';
 
@@ -122,6 +123,15 @@ describe('a shard that goes silent', () => {
     await eventually(async () =>
       expect((await db.query<{ one: number }>('SELECT 1 AS one')).rows).toEqual([{ one: 1 }]),
     );
+  });
+
+  it('gives up taking a session lock (a move lock) from a silent server after its timeout', async () => {
+    proxy.freeze();
+    const started = performance.now();
+    await expect(trySessionLock(proxy.url, 'silent-lock', { timeoutMs: 500 })).rejects.toThrow();
+    // Move recovery asks for locks every few seconds: without a bound each ask would wait until
+    // the server answered again.
+    expect(performance.now() - started).toBeLessThan(3_000);
   });
 
   it('rolls back a transaction whose connection it gave up', async () => {
