@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import {
   AFTER_FLIP,
   type MoveJournal,
@@ -34,6 +35,10 @@ class LockLost extends ShardgateError {
     super('aborted', `move ${moveId} is run by another process now`);
   }
 }
+
+/** Tries at taking a lost move lock again while the catalog cannot be reached, and the pause. */
+const LOCK_RETAKE_ATTEMPTS = 3;
+const LOCK_RETAKE_DELAY_MS = 250;
 
 const BEFORE_FLIP: readonly MovePhase[] = [
   'pending',
@@ -327,15 +332,23 @@ export class MoveRun {
   /**
    * When the move's lock connection has ended, takes the lock again: nobody else took it, so the
    * move goes on (the journal then shows anything another process did meanwhile). LockLost when
-   * someone else holds it.
+   * someone else holds it, or when the catalog cannot be reached LOCK_RETAKE_ATTEMPTS times (a
+   * restart or failover of the catalog is what ends lock connections, so it is tried a few times).
    */
   async #keepLock(moveId: string): Promise<void> {
     const lock = this.#lock;
     if (!lock.lost.aborted) return;
-    const again = await trySessionLock(
-      this.#deps.catalogUrl,
-      this.#deps.journal.lockKey(moveId),
-    ).catch(() => undefined);
+    let again: SessionLock | undefined;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        again = await trySessionLock(this.#deps.catalogUrl, this.#deps.journal.lockKey(moveId));
+        break;
+      } catch (err) {
+        if (attempt >= LOCK_RETAKE_ATTEMPTS) throw new LockLost(moveId);
+        this.#deps.log.warn({ err, moveId, attempt }, "could not take the move's lock again yet");
+        await sleep(LOCK_RETAKE_DELAY_MS * attempt);
+      }
+    }
     if (!again) throw new LockLost(moveId);
     this.#deps.log.warn({ moveId }, "the move's lock connection ended; took the lock again");
     this.#lock = again;

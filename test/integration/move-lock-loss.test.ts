@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Failpoints } from '../../src/core/failpoints.js';
 import { MovePhase, MoveState } from '../../src/gen/shardgate/v1/admin.js';
-import { trySessionLock } from '../../src/pg/session-lock.js';
+import { LOCK_TIMEOUT_MS, trySessionLock } from '../../src/pg/session-lock.js';
+import { startFreezableProxy } from '../support/freezable-proxy.js';
 import {
   createTestTopology,
   eventually,
@@ -202,4 +203,40 @@ describe("a move whose lock's connection ends", () => {
       await Promise.all([g1.close(), g2.close()]);
     }
   });
+
+  it('takes its lock again after a catalog failover that outlasts the first try, and finishes', async () => {
+    const own = await createTestTopology(2);
+    const proxy = await startFreezableProxy(own.catalogUrl);
+    const ownFailpoints = new Failpoints();
+    const g = await startGatewayWithFailpoints({ ...own, catalogUrl: proxy.url }, ownFailpoints);
+    try {
+      const clientId = freshClientId('lock-loss');
+      const { tenant } = await g.client.tenants.createTenant({ clientId });
+      await g.client.appointments.createAppointment(appointmentInput(clientId, 0));
+      const target = tenant!.shard === 'shard-1' ? 'shard-2' : 'shard-1';
+      const gate = ownFailpoints.hold('move.copying');
+      const streamed = (async () => {
+        let last: MoveState | undefined;
+        for await (const { move } of g.client.admin.moveTenant({ clientId, toShard: target }))
+          last = move!.state;
+        return last;
+      })();
+      streamed.catch(() => undefined);
+      await gate.reached;
+      // The catalog fails over: every connection to it ends (the lock's too), and the new
+      // address does not answer for longer than one try at taking the lock takes.
+      proxy.sever();
+      proxy.freeze();
+      gate.release();
+      await new Promise((r) => setTimeout(r, LOCK_TIMEOUT_MS + 1_500));
+      proxy.thaw();
+      expect(await streamed).toBe(MoveState.MOVE_STATE_SUCCEEDED);
+      expect((await g.client.admin.locate({ clientId })).shard).toBe(target);
+    } finally {
+      proxy.thaw();
+      await g.gateway.context.mover.idle();
+      await g.close();
+      await proxy.close();
+    }
+  }, 60_000);
 });
