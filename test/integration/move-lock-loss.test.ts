@@ -33,23 +33,29 @@ describe("a move whose lock's connection ends", () => {
     await gw?.close();
   });
 
-  /** Backends holding a move lock on the catalog: the mover's own connections. */
-  const lockHolders = (): Promise<number[]> =>
+  /**
+   * Backends holding the lock of one move (not just any lock connection: recovery's tries at
+   * other moves' locks come and go).
+   */
+  const lockHolders = (moveId: string): Promise<number[]> =>
     withPg(topology.catalogUrl, async (c) => {
       const res = await c.query<{ pid: number }>(
-        `SELECT pid FROM pg_stat_activity
-         WHERE application_name = 'shardgate-lock' AND datname = current_database()`,
+        `SELECT pid FROM pg_locks
+         WHERE locktype = 'advisory' AND granted AND objsubid = 1
+           AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+           AND ((classid::bigint << 32) | objid::bigint) = hashtextextended($1, 0)`,
+        [`shardgate:move:${moveId}`],
       );
       return res.rows.map((r) => r.pid);
     });
 
-  async function dropLockConnection(): Promise<void> {
-    const pids = await lockHolders();
+  async function dropLockConnection(moveId: string): Promise<void> {
+    const pids = await lockHolders(moveId);
     expect(pids).toHaveLength(1);
     await withPg(topology.catalogUrl, (c) =>
       c.query('SELECT pg_terminate_backend(pid) FROM unnest($1::int[]) AS pid', [pids]),
     );
-    await eventually(async () => expect(await lockHolders()).toEqual([]));
+    await eventually(async () => expect(await lockHolders(moveId)).toEqual([]));
   }
 
   /** Starts moving a fresh client off its shard; resolves at the copying step, held there. */
@@ -80,12 +86,12 @@ describe("a move whose lock's connection ends", () => {
 
   it('takes the lock again when nobody else did, and finishes the move', async () => {
     const m = await moveHeldAtCopying();
-    await dropLockConnection();
+    await dropLockConnection(m.moveId);
     const next = failpoints.hold('move.catching_up');
     m.release();
     await next.reached;
     // The step into catching_up ran with the lock held again.
-    expect(await lockHolders()).toHaveLength(1);
+    expect(await lockHolders(m.moveId)).toHaveLength(1);
     next.release();
     await eventually(
       async () => expect((await moveOf(m.moveId)).state).toBe(MoveState.MOVE_STATE_SUCCEEDED),
@@ -96,7 +102,7 @@ describe("a move whose lock's connection ends", () => {
 
   it('stops before its next step when another process holds the lock, and leaves the move to it', async () => {
     const m = await moveHeldAtCopying();
-    await dropLockConnection();
+    await dropLockConnection(m.moveId);
     // Another gateway's recovery, as far as the lock goes.
     const other = await trySessionLock(topology.catalogUrl, `shardgate:move:${m.moveId}`);
     expect(other).toBeDefined();
@@ -127,7 +133,7 @@ describe("a move whose lock's connection ends", () => {
     // This gateway's recovery stays out of it, so the other one takes the move over.
     mover.recover = () => Promise.resolve();
     try {
-      await dropLockConnection();
+      await dropLockConnection(m.moveId);
       const held = await trySessionLock(topology.catalogUrl, `shardgate:move:${m.moveId}`);
       m.release();
       await mover.idle(); // stopped: the lock is someone else's
