@@ -129,6 +129,10 @@ export function createHandoffService(ctx: GatewayContext): HandoffServiceImpleme
       const toAgent = v.optionalAgent(req.toAgent, 'to_agent');
       const scope = await openClientScope(ctx, req.clientId, signal);
       const events = new EventEmitter();
+      // An 'error' emitted with no listener throws where it is emitted, in the shard feed's code:
+      // an uncaught exception. The iterator below listens only until it ends (a cancelled call
+      // leaves it before `unsubscribe` runs), so a feed error in between must land somewhere.
+      events.on('error', () => undefined);
       const arrivals = on(events, 'handoff', { signal });
       const unsubscribe = await ctx.feed.subscribe(scope.placement.shard, scope.placement.schema, {
         onHandoff: (h) => {
