@@ -8,6 +8,7 @@ import {
 } from '../gen/shardgate/v1/admin.js';
 import { TenantServiceDefinition as Tenant } from '../gen/shardgate/v1/tenant.js';
 import { toServerError } from './error-status.js';
+import { LONE_SURROGATE } from '../core/well-formed.js';
 import type { GatewayContext } from './gateway-context.js';
 
 /** How one audited method is recorded: what it acts on and its request without secrets. */
@@ -110,8 +111,7 @@ export function redactDsn(dsn: string): string {
 /** Longest string kept from a request field, target or error message. */
 const MAX_RECORDED_CHARS = 1000;
 // Lone UTF-16 surrogates (jsonb refuses them) and NUL (neither text nor jsonb can hold it).
-// eslint-disable-next-line no-control-regex
-const UNSTORABLE = /\u0000|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
+const UNSTORABLE = new RegExp(`\\u0000|${LONE_SURROGATE.source}`, 'g');
 
 /**
  * A string Postgres can store, cut to MAX_RECORDED_CHARS UTF-16 units (never inside a surrogate

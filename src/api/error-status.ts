@@ -1,5 +1,6 @@
 import { ServerError, Status } from 'nice-grpc';
 import { isShardgateError, type ErrorCode } from '../core/errors.js';
+import { LONE_SURROGATE, wellFormed } from '../core/well-formed.js';
 
 /** Exactly one gRPC status per domain error code (nice-grpc's Status.ts explains the choices). */
 export const statusByCode: Readonly<Record<ErrorCode, Status>> = {
@@ -22,6 +23,9 @@ export const statusByCode: Readonly<Record<ErrorCode, Status>> = {
  * anything else is a bug: INTERNAL with a generic message, and the stack goes to `logUnexpected`.
  */
 export function toServerError(err: unknown, logUnexpected: (err: unknown) => void): ServerError {
+  // grpc-js percent-encodes the status message with encodeURI, which throws on a lone surrogate:
+  // the call would never be answered, and the rejection would end the process. A message quoting
+  // caller input cut at a length limit could otherwise hold half a surrogate pair.
   if (err instanceof ServerError) {
     return LONE_SURROGATE.test(err.details)
       ? new ServerError(err.code, wellFormed(err.details))
@@ -33,18 +37,4 @@ export function toServerError(err: unknown, logUnexpected: (err: unknown) => voi
   }
   logUnexpected(err);
   return new ServerError(Status.INTERNAL, 'internal error; the gateway logged the details');
-}
-
-const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
-
-/**
- * The message with any lone UTF-16 surrogate replaced by U+FFFD. grpc-js percent-encodes the
- * status message with encodeURI, which throws on a lone surrogate: the call would then never be
- * answered (the caller waits out its deadline) and the gateway logs an unhandled rejection. A
- * message quoting caller input cut at a length limit could otherwise hold half a surrogate pair.
- */
-export function wellFormed(message: string): string {
-  return LONE_SURROGATE.test(message)
-    ? message.replace(new RegExp(LONE_SURROGATE.source, 'g'), '\uFFFD')
-    : message;
 }

@@ -3,7 +3,7 @@ import type { MoveRecord } from '../catalog/move-journal.js';
 import type { GatewayContext } from './gateway-context.js';
 
 /** How often a move this process no longer runs is read from the journal. */
-export const MOVE_POLL_MS = 500;
+const MOVE_POLL_MS = 500;
 
 /**
  * The changes of one move until it ends. While this process runs the move they are its progress
